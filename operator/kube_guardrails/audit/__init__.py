@@ -1,0 +1,1 @@
+"""Offline audit: the check engine over YAML manifests, for CI and GitOps (no cluster)."""

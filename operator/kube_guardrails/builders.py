@@ -1,0 +1,4 @@
+"""Desired manifests of the managed objects (NetworkPolicy, LimitRange, ResourceQuota).
+
+Pure functions of (namespace, policy); filled in by the hardening work.
+"""

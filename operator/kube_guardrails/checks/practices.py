@@ -1,0 +1,1 @@
+"""Best-practice checks. Filled in by the best-practice work."""

@@ -1,0 +1,1 @@
+"""Pod Security Standards checks (baseline and restricted). Filled in by the PSS work."""

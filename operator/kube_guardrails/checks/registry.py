@@ -1,0 +1,204 @@
+"""The check registry: every check is a small function with metadata.
+
+A check is registered with :func:`check` and receives a :class:`Context` (the pod's
+metadata and spec, the Pod Security level in force and the check's parameters from the
+policy). It yields :class:`Violation` objects; an empty result means the check passed.
+It may raise :class:`Skip` when it does not apply (e.g. ``imageRegistry`` without an
+allow-list). The engine turns any other exception into an ``error`` outcome for that
+check only.
+
+The registry is validated once (:func:`validate`): ids are unique, metadata complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+
+class Severity(enum.IntEnum):
+    """Ordered so that ``--fail-on`` can compare; the names are the public spelling."""
+
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, value: str) -> Severity:
+        try:
+            return cls[value.upper()]
+        except KeyError:
+            names = ", ".join(s.label for s in cls)
+            raise ValueError(f"unknown severity {value!r} (expected one of {names})") from None
+
+
+class Category(enum.StrEnum):
+    POD_SECURITY = "pod-security"
+    BEST_PRACTICE = "best-practice"
+
+
+class Level(enum.StrEnum):
+    """Pod Security Standards levels; ``none`` turns the Pod Security checks off."""
+
+    NONE = "none"
+    BASELINE = "baseline"
+    RESTRICTED = "restricted"
+
+
+class Skip(Exception):
+    """Raised by a check that does not apply to this pod or configuration."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Violation:
+    """One thing wrong, as a check reports it."""
+
+    message: str
+    path: str  # field path from the pod root, e.g. spec.containers[0].securityContext.privileged
+    container: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a check sees.
+
+    ``metadata`` and ``spec`` are the Pod's (for workloads: the pod template's), as plain
+    dicts. ``path_prefix`` is where ``spec`` lives in the original object (``spec`` for a
+    Pod, ``spec.template.spec`` for a Deployment); checks build paths with :meth:`path`.
+    """
+
+    metadata: Mapping[str, Any]
+    spec: Mapping[str, Any]
+    level: Level = Level.BASELINE
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    spec_path: str = "spec"
+    metadata_path: str = "metadata"
+
+    def path(self, *parts: str | int) -> str:
+        """Build a field path under the pod spec: ``ctx.path('containers', 0, 'image')``."""
+        out = self.spec_path
+        for p in parts:
+            out += f"[{p}]" if isinstance(p, int) else f".{p}"
+        return out
+
+    def meta_path(self, *parts: str) -> str:
+        return ".".join((self.metadata_path, *parts))
+
+    def containers(self) -> Iterator[tuple[str, int, Mapping[str, Any]]]:
+        """Every container with its list name: (``containers``|``initContainers``|
+        ``ephemeralContainers``, index, container)."""
+        for kind in ("initContainers", "containers", "ephemeralContainers"):
+            items = self.spec.get(kind) or []
+            if isinstance(items, list):
+                for i, c in enumerate(items):
+                    if isinstance(c, Mapping):
+                        yield kind, i, c
+
+
+CheckFn = Callable[[Context], Iterable[Violation]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    id: str
+    title: str
+    category: Category
+    severity: Severity
+    hint: str
+    fn: CheckFn
+    # Pod Security level that introduces the check (None for best practices).
+    level: Level | None = None
+    # Default action when the check is active and the policy says nothing about it.
+    default_action: str = "Audit"
+    # Human description of the parameters a policy may set under checks.<id>.
+    params: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    doc: str = ""
+
+
+_REGISTRY: dict[str, Check] = {}
+_ID = re.compile(r"^[a-z][A-Za-z0-9]+$")
+
+
+def check(
+    *,
+    id: str,
+    title: str,
+    category: Category,
+    severity: Severity,
+    hint: str,
+    level: Level | None = None,
+    default_action: str = "Audit",
+    params: Mapping[str, str] | None = None,
+) -> Callable[[CheckFn], CheckFn]:
+    """Register a check function; its docstring becomes the check's documentation."""
+
+    def decorator(fn: CheckFn) -> CheckFn:
+        if id in _REGISTRY:
+            raise RegistryError(f"duplicate check id {id!r}")
+        _REGISTRY[id] = Check(
+            id=id,
+            title=title,
+            category=category,
+            severity=severity,
+            hint=hint,
+            fn=fn,
+            level=level,
+            default_action=default_action,
+            params=dict(params or {}),
+            doc=(fn.__doc__ or "").strip(),
+        )
+        return fn
+
+    return decorator
+
+
+class RegistryError(Exception):
+    """The registry is inconsistent: a programming error, found at start-up."""
+
+
+def all_checks() -> list[Check]:
+    """Every registered check, in a stable order (category, then registration order)."""
+    _load()
+    order = {Category.POD_SECURITY: 0, Category.BEST_PRACTICE: 1}
+    return sorted(_REGISTRY.values(), key=lambda c: order[c.category])
+
+
+def get(check_id: str) -> Check:
+    _load()
+    return _REGISTRY[check_id]
+
+
+def ids() -> frozenset[str]:
+    _load()
+    return frozenset(_REGISTRY)
+
+
+def validate() -> None:
+    """Fail loudly if any check lacks metadata; called at start-up and by the tests."""
+    problems: list[str] = []
+    for c in all_checks():
+        if not _ID.match(c.id):
+            problems.append(f"{c.id}: id must be lowerCamelCase")
+        for field in ("title", "hint", "doc"):
+            if not getattr(c, field):
+                problems.append(f"{c.id}: {field} is empty")
+        if c.default_action not in ("Off", "Audit", "Enforce"):
+            problems.append(f"{c.id}: default_action {c.default_action!r} is not Off/Audit/Enforce")
+        if (c.category is Category.POD_SECURITY) != (c.level is not None):
+            problems.append(f"{c.id}: Pod Security checks need a level, others none")
+    if problems:
+        raise RegistryError("check registry is invalid:\n  " + "\n  ".join(problems))
+
+
+def _load() -> None:
+    # Importing the check modules registers their checks; done lazily so that the
+    # registry module itself has no import cycle with them.
+    from kube_guardrails.checks import practices, pss  # noqa: F401

@@ -1,0 +1,180 @@
+"""Decisions: which policies apply where, and what a workload's verdict is.
+
+Pure functions shared by the operator and the offline audit, so both reach the same
+verdict for the same object. Time is always passed in (``now=``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from kube_guardrails.checks import engine, registry
+from kube_guardrails.model import policy as policy_model
+from kube_guardrails.model import selectors
+
+
+@dataclasses.dataclass(frozen=True)
+class ActiveCheck:
+    """A check as one policy configures it: action Audit or Enforce, never Off."""
+
+    check: registry.Check
+    action: str
+    severity: registry.Severity
+    params: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class AttributedFinding:
+    """A finding with the policy that produced it and the action that policy takes."""
+
+    policy: str
+    action: str
+    finding: engine.Finding
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    findings: tuple[AttributedFinding, ...]
+    # Exemptions that would have applied but are past their expiry: (policy, index).
+    expired_exemptions: frozenset[tuple[str, int]] = frozenset()
+
+    @property
+    def compliant(self) -> bool:
+        return not self.findings
+
+    def enforced(self) -> tuple[AttributedFinding, ...]:
+        return tuple(f for f in self.findings if f.action == "Enforce")
+
+
+def level_of(policy: policy_model.Policy) -> registry.Level:
+    return registry.Level(policy.workloads.pod_security)
+
+
+def active_checks(policy: policy_model.Policy) -> list[ActiveCheck]:
+    """The checks a policy runs, with action, severity and parameters resolved.
+
+    Pod Security checks come from ``podSecurity`` (baseline checks at baseline and
+    restricted, restricted checks at restricted only) with their default action;
+    best-practice checks are on with theirs. ``checks.<id>`` overrides either; naming a
+    Pod Security check with an action turns it on even above the policy's level.
+    """
+    level = level_of(policy)
+    out: list[ActiveCheck] = []
+    for chk in registry.all_checks():
+        setting = policy.workloads.checks.get(chk.id)
+        if chk.level is None:
+            on_by_level = True
+        elif chk.level is registry.Level.BASELINE:
+            on_by_level = level in (registry.Level.BASELINE, registry.Level.RESTRICTED)
+        else:
+            on_by_level = level is registry.Level.RESTRICTED
+        action = chk.default_action if on_by_level else "Off"
+        if setting is not None and setting.action is not None:
+            action = setting.action
+        if action == "Off":
+            continue
+        severity = chk.severity
+        if setting is not None and setting.severity is not None:
+            severity = registry.Severity.parse(setting.severity)
+        params = dict(setting.params) if setting is not None else {}
+        out.append(ActiveCheck(check=chk, action=action, severity=severity, params=params))
+    return out
+
+
+def matching_policies(
+    policies: Iterable[policy_model.Policy],
+    *,
+    namespace: str,
+    labels: Mapping[str, str] | None,
+    operator_namespace: str,
+) -> list[policy_model.Policy]:
+    """Every policy selecting the namespace, highest priority first (ties: name order)."""
+    found = [
+        p
+        for p in policies
+        if policy_model.selects_namespace(
+            p, name=namespace, labels=labels, operator_namespace=operator_namespace
+        )
+    ]
+    return sorted(found, key=lambda p: (-p.priority, p.name))
+
+
+def governing_policy(
+    policies: Iterable[policy_model.Policy],
+    *,
+    namespace: str,
+    labels: Mapping[str, str] | None,
+    operator_namespace: str,
+) -> policy_model.Policy | None:
+    """The one policy whose hardening applies to the namespace, or None."""
+    found = matching_policies(
+        policies, namespace=namespace, labels=labels, operator_namespace=operator_namespace
+    )
+    return found[0] if found else None
+
+
+def exempted_checks(
+    policy: policy_model.Policy,
+    *,
+    namespace: str,
+    labels: Mapping[str, str] | None,
+    now: datetime.datetime,
+) -> tuple[frozenset[str] | None, frozenset[int]]:
+    """Checks exempted for this workload now: (ids or None for "all", expired indexes).
+
+    An exemption applies when the namespace is listed (or none are listed) and the
+    selector matches the workload's labels; it stops applying at ``expires``. The
+    indexes of matching but expired exemptions are returned so the caller can report
+    them once.
+    """
+    ids: set[str] = set()
+    everything = False
+    expired: set[int] = set()
+    for ex in policy.workloads.exemptions:
+        if ex.namespaces and not selectors.glob_match(namespace, ex.namespaces):
+            continue
+        if not ex.selector.matches(labels):
+            continue
+        if ex.expired(now):
+            expired.add(ex.index)
+            continue
+        if not ex.checks:
+            everything = True
+        ids.update(ex.checks)
+    return (None if everything else frozenset(ids)), frozenset(expired)
+
+
+def review(
+    pod: engine.PodInput,
+    policies: Sequence[policy_model.Policy],
+    *,
+    namespace: str,
+    labels: Mapping[str, str] | None,
+    now: datetime.datetime,
+) -> Verdict:
+    """Evaluate a pod (or pod template) against every policy that applies to it.
+
+    ``policies`` must already be the ones selecting the namespace. ``labels`` are the
+    workload's own labels (a Deployment's, a Pod's), used by exemption selectors.
+    """
+    findings: list[AttributedFinding] = []
+    expired: set[tuple[str, int]] = set()
+    for pol in policies:
+        exempt, expired_idx = exempted_checks(pol, namespace=namespace, labels=labels, now=now)
+        expired.update((pol.name, i) for i in expired_idx)
+        if exempt is None:
+            continue
+        active = [a for a in active_checks(pol) if a.check.id not in exempt]
+        actions = {a.check.id: a.action for a in active}
+        selected = [
+            engine.Selected(check=a.check, params=a.params, severity=a.severity) for a in active
+        ]
+        results = engine.run(pod, selected, level=level_of(pol))
+        for finding in engine.failed(results):
+            findings.append(
+                AttributedFinding(policy=pol.name, action=actions[finding.check], finding=finding)
+            )
+    return Verdict(findings=tuple(findings), expired_exemptions=frozenset(expired))
