@@ -1,0 +1,177 @@
+"""``kube-guardrails audit``: check manifests offline, the way the operator would.
+
+Exit status (stable; CI pipelines depend on it):
+
+- 0: every workload checked and none has a finding at or above ``--fail-on``;
+- 1: at least one finding at or above ``--fail-on`` (default ``low``: any finding);
+- 2: usage or input error: bad flags, a bad ``--policy``, a path that does not exist,
+  an unreadable file or a malformed document. Every other document is still checked
+  and reported, but the run exits 2, because a pipeline must not pass when part of its
+  input was never looked at.
+
+No cluster, kube config or network is touched: the path imports neither kopf nor the
+kubernetes client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+from collections.abc import Callable
+from typing import IO, TextIO
+
+from kube_guardrails.audit import core, defaults, loader, policyfile, progress, report
+from kube_guardrails.checks import registry
+from kube_guardrails.model import policy as policy_model
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_ERROR = 2
+
+FORMATS = ("table", "json", "sarif")
+FAIL_ON = (*(s.label for s in registry.Severity), "none")
+DEFAULT_FAIL_ON = "low"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Check Kubernetes manifests against GuardrailPolicy checks, offline. Reads YAML "
+        "files, directories (recursively, *.yaml and *.yml) or - for stdin; checks Pods "
+        "and the pod templates of Deployments, StatefulSets, DaemonSets, ReplicaSets, "
+        "Jobs and CronJobs. Exit status: 0 clean, 1 findings at or above --fail-on, "
+        "2 usage or input error."
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="file, directory or -")
+    parser.add_argument(
+        "--policy",
+        action="append",
+        metavar="FILE",
+        default=None,
+        help="GuardrailPolicy YAML to apply (repeatable; a file may hold several); "
+        f"default: the built-in policy {defaults.NAME} (baseline Pod Security and the "
+        "best-practice checks)",
+    )
+    parser.add_argument(
+        "--format", choices=FORMATS, default="table", help="output format (default: table)"
+    )
+    parser.add_argument(
+        "--fail-on",
+        choices=FAIL_ON,
+        default=DEFAULT_FAIL_ON,
+        metavar="SEVERITY",
+        help="exit 1 if a finding is at or above this severity: low, medium, high, "
+        f"critical, or none to never fail on findings (default: {DEFAULT_FAIL_ON})",
+    )
+    parser.add_argument(
+        "--level",
+        choices=policy_model.LEVELS,
+        default=None,
+        help="override spec.workloads.podSecurity of every policy",
+    )
+    parser.add_argument(
+        "--include-excluded",
+        action="store_true",
+        help="also check workloads in namespaces the policy excludes (kube-system, "
+        "kube-public, kube-node-lease, the operator's namespace, excludeNamespaces)",
+    )
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", default=None, help="write the report to FILE"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    return execute(args, stdin=sys.stdin.buffer, stdout=sys.stdout, stderr=sys.stderr)
+
+
+def execute(
+    args: argparse.Namespace,
+    *,
+    stdin: IO[bytes],
+    stdout: TextIO,
+    stderr: TextIO,
+    now: datetime.datetime | None = None,
+    progress_enabled: bool | None = None,
+    clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+) -> int:
+    """The whole command with its streams passed in (the tests drive it this way)."""
+
+    def fail(message: str) -> int:
+        stderr.write(f"kube-guardrails audit: error: {message}\n")
+        return EXIT_ERROR
+
+    now = now or clock()
+    try:
+        loaded = load_policies(args.policy or [])
+    except policyfile.PolicyFileError as e:
+        return fail(f"bad --policy: {e}")
+    policies = [p.policy for p in loaded]
+    if args.level is not None:
+        policies = [core.with_level(p, args.level) for p in policies]
+    infos = [report.policy_info(p, lp.source) for p, lp in zip(policies, loaded, strict=True)]
+
+    files, missing = loader.expand(args.paths)
+    auditor = core.Auditor(policies, now=now, include_excluded=args.include_excluded)
+    auditor.result.errors.extend(missing)
+    bar = progress.Progress(stderr, total_files=len(files), enabled=progress_enabled)
+    for n, path in enumerate(files, start=1):
+        for item in loader.load(path, stdin=stdin):
+            auditor.add(item)
+        auditor.result.files += 1
+        bar.update(files=n, documents=auditor.result.documents)
+    bar.done()
+
+    fail_on = None if args.fail_on == "none" else registry.Severity.parse(args.fail_on)
+    rep = report.Report(
+        result=auditor.result,
+        policies=infos,
+        fail_on=fail_on,
+        include_excluded=args.include_excluded,
+    )
+    out_stream: TextIO
+    if args.output:
+        try:
+            out_stream = open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as e:
+            return fail(f"cannot write --output {args.output}: {e.strerror or e}")
+    else:
+        out_stream = stdout
+    try:
+        if args.format == "json":
+            out_stream.write(report.render_json(rep))
+        elif args.format == "sarif":
+            out_stream.write(report.render_sarif(rep))
+        else:
+            out_stream.write(report.render_table(rep, color=use_color(out_stream)))
+    finally:
+        if out_stream is not stdout:
+            out_stream.close()
+
+    if args.format != "table" or args.output:
+        # The report may go to a file or a parser; people still need to see errors.
+        for err in auditor.result.errors:
+            stderr.write(f"kube-guardrails audit: error: {err.where()}: {err.message}\n")
+    if not auditor.result.objects and not auditor.result.errors:
+        stderr.write(
+            "kube-guardrails audit: warning: no Pods or workloads with a pod template "
+            "found in the input\n"
+        )
+    if auditor.result.errors:
+        return EXIT_ERROR
+    return EXIT_FINDINGS if rep.failed else EXIT_OK
+
+
+def load_policies(paths: list[str]) -> list[policyfile.LoadedPolicy]:
+    """The policies of ``--policy`` files, or the built-in default policy."""
+    if paths:
+        return policyfile.load(paths)
+    return [policyfile.LoadedPolicy(policy=defaults.policy(), source="built-in", document=1)]
+
+
+def use_color(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())

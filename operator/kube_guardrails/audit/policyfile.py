@@ -1,0 +1,108 @@
+"""``--policy FILE``: GuardrailPolicy objects from YAML, checked as the cluster checks them.
+
+A policy file goes through two gates, in the order the cluster applies them: the CRD's
+OpenAPI schema (what the API server would refuse), then the operator's own parser
+(:func:`model.policy.parse`, what the operator would mark not Ready). Either way the
+error names the file, the document and the field path, so the fix is obvious. One file
+may hold several policies (``---``), and ``--policy`` may be repeated: as in a cluster,
+every policy applies to the workloads it selects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from kube_guardrails import API_GROUP, KIND
+from kube_guardrails.audit import loader
+from kube_guardrails.checks import registry
+from kube_guardrails.model import policy as policy_model
+
+SchemaValidator = Callable[[Mapping[str, Any]], Iterable[tuple[str, str]]]
+
+
+class PolicyFileError(Exception):
+    """A policy file that cannot be used; the message says where and what."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedPolicy:
+    policy: policy_model.Policy
+    source: str  # the file it came from, or "built-in"
+    document: int
+
+
+def load(paths: Sequence[str]) -> list[LoadedPolicy]:
+    """Every GuardrailPolicy in the given files; raise PolicyFileError at the first problem."""
+    validate = schema_validator()
+    known = registry.ids()
+    out: list[LoadedPolicy] = []
+    names: dict[str, str] = {}
+    for path in paths:
+        found = 0
+        for item in loader.load(path):
+            if isinstance(item, loader.InputError):
+                raise PolicyFileError(f"{item.where()}: {item.message}")
+            where = f"{item.source} document {item.index}"
+            obj = item.obj
+            if not isinstance(obj, Mapping):
+                raise PolicyFileError(f"{where}: not a GuardrailPolicy object (a YAML mapping)")
+            _check_type(obj, where)
+            for field, message in validate(obj) if validate is not None else ():
+                raise PolicyFileError(f"{where}: {field}: {message}")
+            try:
+                parsed = policy_model.parse(obj, known_checks=known)
+            except policy_model.PolicyError as e:
+                raise PolicyFileError(f"{where}: {e.field or '(root)'}: {e.message}") from None
+            if parsed.name in names:
+                raise PolicyFileError(
+                    f"{where}: metadata.name: policy {parsed.name!r} is already defined in "
+                    f"{names[parsed.name]} (policy names are unique, as in a cluster)"
+                )
+            names[parsed.name] = where
+            out.append(LoadedPolicy(policy=parsed, source=item.source, document=item.index))
+            found += 1
+        if not found:
+            raise PolicyFileError(f"{loader.display_name(path)}: no GuardrailPolicy in the file")
+    return out
+
+
+def _check_type(obj: Mapping[str, Any], where: str) -> None:
+    kind = obj.get("kind")
+    if kind != KIND:
+        raise PolicyFileError(f"{where}: kind: must be {KIND}, not {kind!r}")
+    api_version = obj.get("apiVersion")
+    group = api_version.split("/", 1)[0] if isinstance(api_version, str) else None
+    if group != API_GROUP:
+        raise PolicyFileError(
+            f"{where}: apiVersion: must be {API_GROUP}/<version>, not {api_version!r}"
+        )
+
+
+def schema_validator() -> SchemaValidator | None:
+    """The CRD schema check from ``model.schema``, when the package ships one.
+
+    Looked up at run time so that the audit works (with the parser's checks alone) in a
+    build without the packaged CRD; ``model.schema.validate(obj)`` yields
+    ``(field path, message)`` pairs, or raises ``PolicyError`` for the first problem.
+    """
+    try:
+        schema = importlib.import_module("kube_guardrails.model.schema")
+    except ModuleNotFoundError:
+        return None
+    validate: Callable[[Mapping[str, Any]], Any] | None = getattr(schema, "validate", None)
+    if validate is None:
+        return None
+
+    def run(obj: Mapping[str, Any]) -> list[tuple[str, str]]:
+        try:
+            result = validate(obj)
+        except policy_model.PolicyError as e:
+            return [(e.field or "(root)", e.message)]
+        if result is None:
+            return []
+        return [(str(f), str(m)) for f, m in result]
+
+    return run
