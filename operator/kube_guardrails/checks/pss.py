@@ -251,10 +251,7 @@ def privileged(ctx: registry.Context) -> Iterator[registry.Violation]:
     level=_BASELINE,
     severity=_HIGH,
     default_action="Enforce",
-    hint=(
-        "baseline: add only default capabilities; restricted: set "
-        'securityContext.capabilities.drop: ["ALL"] and add at most NET_BIND_SERVICE'
-    ),
+    hint='drop ["ALL"] capabilities and add back only NET_BIND_SERVICE (baseline: the default set)',
 )
 def capabilities(ctx: registry.Context) -> Iterator[registry.Violation]:
     """Linux capabilities: a level-dependent rule, like upstream's override pair.
