@@ -1,0 +1,125 @@
+"""Kubernetes Events (core/v1), where platform teams and developers look for them.
+
+``kubectl describe <kind> <name>`` lists the Events whose ``involvedObject`` matches the
+object's kind, name, namespace and uid. For a namespaced object the Event lives in the
+object's namespace. For a cluster-scoped object (a Namespace, a GuardrailPolicy) kubectl
+searches every namespace for ``involvedObject.namespace == ""``, and the API server only
+accepts such an Event in the ``default`` namespace (legacy core/v1 validation), so that
+is where it goes, with the involved object's namespace left empty.
+
+Events are auxiliary: a failure to post one is logged and swallowed, never raised into
+the handler that wanted to post it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import kubernetes.client
+
+from kube_guardrails import MANAGED_BY_VALUE, logs
+from kube_guardrails.k8s import client
+
+MAX_MESSAGE = 1024
+CLUSTER_EVENTS_NAMESPACE = "default"
+
+log = logs.get(__name__)
+
+EventType = Literal["Normal", "Warning"]
+
+
+def _instance() -> str:
+    # The Pod name in a cluster (HOSTNAME is set by the kubelet), the host name locally.
+    return os.environ.get("HOSTNAME") or socket.gethostname()
+
+
+def truncate(message: str, limit: int = MAX_MESSAGE) -> str:
+    """Keep messages within the API server's 1 KiB limit, marking the cut."""
+    if len(message) <= limit:
+        return message
+    return message[: limit - 3] + "..."
+
+
+def build_event(
+    *,
+    regarding: Mapping[str, Any],
+    type: EventType,
+    reason: str,
+    message: str,
+    action: str,
+    now: datetime.datetime,
+    instance: str,
+) -> dict[str, Any]:
+    """The Event object (pure, for tests): see the module docstring for the namespace rule."""
+    namespace = regarding.get("namespace") or None
+    involved: dict[str, Any] = {
+        "apiVersion": regarding.get("apiVersion", ""),
+        "kind": regarding.get("kind", ""),
+        "name": regarding.get("name", ""),
+    }
+    if namespace:
+        involved["namespace"] = namespace
+    if regarding.get("uid"):
+        involved["uid"] = regarding["uid"]
+    stamp = now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "generateName": f"{involved['name'] or 'object'}.",
+            "namespace": namespace or CLUSTER_EVENTS_NAMESPACE,
+            "labels": {"app.kubernetes.io/managed-by": MANAGED_BY_VALUE},
+        },
+        "involvedObject": involved,
+        "type": type,
+        "reason": reason,
+        "message": truncate(message),
+        "action": action,
+        "source": {"component": MANAGED_BY_VALUE},  # the "From" column of kubectl describe
+        "reportingComponent": MANAGED_BY_VALUE,
+        "reportingInstance": instance,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+
+
+def post_event(
+    api_client: kubernetes.client.ApiClient,
+    *,
+    regarding: Mapping[str, Any],
+    type: EventType,
+    reason: str,
+    message: str,
+    action: str,
+) -> None:
+    """Post one Event regarding an object; errors are logged, never raised."""
+    body = build_event(
+        regarding=regarding,
+        type=type,
+        reason=reason,
+        message=message,
+        action=action,
+        now=datetime.datetime.now(datetime.UTC),
+        instance=_instance(),
+    )
+    namespace = body["metadata"]["namespace"]
+    path = client.object_path(api_version="v1", plural="events", namespace=namespace)
+    try:
+        client.request(api_client, "POST", path, body=body)
+    except client.ApiError as e:
+        log.warning(
+            "event-post-failed",
+            reason=reason,
+            kind=regarding.get("kind"),
+            name=regarding.get("name"),
+            namespace=regarding.get("namespace"),
+            status=e.status,
+            error=e.message[:200],
+        )
+    except Exception as e:  # an Event must never break the caller
+        log.warning("event-post-failed", reason=reason, error=repr(e)[:200])
