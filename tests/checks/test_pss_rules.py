@@ -720,7 +720,7 @@ def test_registry_metadata() -> None:
         assert c.default_action == "Enforce", c.id
         expected = registry.Severity.HIGH if c.level is B else registry.Severity.MEDIUM
         assert c.severity is expected, c.id
-        assert "\n" not in c.hint and len(c.hint) <= 120, c.id
+        assert "\n" not in c.hint and len(c.hint) <= 150, c.id
         assert "Upstream" in c.doc or "upstream" in c.doc, c.id
     assert by_level == PSS_IDS
 

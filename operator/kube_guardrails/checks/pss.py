@@ -251,7 +251,10 @@ def privileged(ctx: registry.Context) -> Iterator[registry.Violation]:
     level=_BASELINE,
     severity=_HIGH,
     default_action="Enforce",
-    hint='drop ["ALL"] capabilities and add back only NET_BIND_SERVICE (baseline: the default set)',
+    hint=(
+        "baseline: add only default capabilities; restricted: set "
+        'securityContext.capabilities.drop: ["ALL"] and add at most NET_BIND_SERVICE'
+    ),
 )
 def capabilities(ctx: registry.Context) -> Iterator[registry.Violation]:
     """Linux capabilities: a level-dependent rule, like upstream's override pair.
