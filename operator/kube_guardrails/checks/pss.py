@@ -139,8 +139,15 @@ _MEDIUM = registry.Severity.MEDIUM
 # --- small readers over plain dicts --------------------------------------------------------
 
 
+_EMPTY: Mapping[str, Any] = {}
+
+
 def _map(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    # ``type(...) is dict`` first: parsed YAML and JSON are plain dicts, and the ABC
+    # isinstance check is the single most expensive step of a pod evaluation.
+    if type(value) is dict:
+        return value
+    return value if isinstance(value, Mapping) else _EMPTY
 
 
 def _list(value: object) -> list[Any]:
@@ -643,22 +650,33 @@ def host_probes_and_host_lifecycle(ctx: registry.Context) -> Iterator[registry.V
     its own node, not the pod.
     """
     for kind, i, c in ctx.containers():
-        handlers: list[tuple[tuple[str, ...], Mapping[str, Any]]] = [
-            ((probe,), _map(c.get(probe))) for probe in _PROBES
-        ]
-        lifecycle = _map(c.get("lifecycle"))
-        handlers += [(("lifecycle", h), _map(lifecycle.get(h))) for h in _LIFECYCLE_HANDLERS]
-        for where, handler in handlers:
-            for action in _HANDLER_ACTIONS:
-                host = _text(_map(handler.get(action)).get("host"))
-                if host:
-                    yield _violation(
-                        f"{_who(kind, i, c)} sets {'.'.join(where)}.{action}.host to {host}; "
-                        "probes and lifecycle hooks must target the pod itself (leave host "
-                        "unset) at baseline",
-                        ctx.path(kind, i, *where, action, "host"),
-                        container=_name(kind, i, c),
-                    )
+        for probe in _PROBES:
+            if c.get(probe):
+                yield from _handler_hosts(ctx, kind=kind, index=i, c=c, where=(probe,))
+        lifecycle = c.get("lifecycle")
+        if lifecycle:
+            for hook in _LIFECYCLE_HANDLERS:
+                if _map(lifecycle).get(hook):
+                    where = ("lifecycle", hook)
+                    yield from _handler_hosts(ctx, kind=kind, index=i, c=c, where=where)
+
+
+def _handler_hosts(
+    ctx: registry.Context, *, kind: str, index: int, c: Mapping[str, Any], where: tuple[str, ...]
+) -> Iterator[registry.Violation]:
+    handler: Mapping[str, Any] = c
+    for part in where:
+        handler = _map(handler.get(part))
+    for action in _HANDLER_ACTIONS:
+        host = _text(_map(handler.get(action)).get("host"))
+        if host:
+            yield _violation(
+                f"{_who(kind, index, c)} sets {'.'.join(where)}.{action}.host to {host}; "
+                "probes and lifecycle hooks must target the pod itself (leave host "
+                "unset) at baseline",
+                ctx.path(kind, index, *where, action, "host"),
+                container=_name(kind, index, c),
+            )
 
 
 @registry.check(
