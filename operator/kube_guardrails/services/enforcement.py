@@ -1,0 +1,284 @@
+"""Enforce mode: evict violating Pods, late enough, slowly enough, and never by force.
+
+The review service (``services.workloads``) hands every Pod that has an evictable
+violation to the :class:`Enforcer` with what it knows (the Pod, its findings, the
+policies that select it and when the violation set was first observed). The enforcer
+keeps a small schedule and, from the one background task, asks the pure decision
+(``violations.eviction_decision``) what to do at each due time:
+
+* wait for the grace period (counted from the ``violations-since`` annotation, so it
+  survives restarts) or for room in the policy's per-minute eviction budget;
+* in ``dryRun``: post one "would evict" Warning Event per Pod and policy, nothing else;
+* otherwise post a ``GuardrailEviction`` Warning Event on the Pod, then ask the API for
+  a ``policy/v1`` Eviction. A 429 (a PodDisruptionBudget says not now) is retried with
+  exponential backoff, capped; a Pod is never deleted directly, so a PDB is never
+  bypassed.
+
+All state is in memory: after a restart the annotations give back the grace period,
+and at worst a dry-run Event is repeated once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+from kube_guardrails import logs, planning, violations
+from kube_guardrails.model import policy as policy_model
+
+log = logs.get(__name__)
+
+Key = tuple[str, str, str]  # (kind, namespace, name)
+EventType = Literal["Normal", "Warning"]
+
+REASON_EVICTION = "GuardrailEviction"
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectRef:
+    """Enough of an object to address it and to name it in an Event."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str | None = None
+    uid: str | None = None
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> ObjectRef:
+        meta = body.get("metadata") or {}
+        return cls(
+            api_version=str(body.get("apiVersion") or ""),
+            kind=str(body.get("kind") or ""),
+            name=str(meta.get("name") or ""),
+            namespace=meta.get("namespace") or None,
+            uid=meta.get("uid") or None,
+        )
+
+    def as_reference(self) -> dict[str, str]:
+        """The ``involvedObject``/``regarding`` shape of an Event."""
+        ref = {"apiVersion": self.api_version, "kind": self.kind, "name": self.name}
+        if self.namespace:
+            ref["namespace"] = self.namespace
+        if self.uid:
+            ref["uid"] = self.uid
+        return ref
+
+
+class Eviction(enum.StrEnum):
+    """What the Eviction API said."""
+
+    EVICTED = "evicted"  # 200/201: the Pod is going
+    BLOCKED = "blocked"  # 429: a PodDisruptionBudget (or API throttling) says not now
+    GONE = "gone"  # 404: the Pod (with that uid) is not there any more
+    FAILED = "failed"  # anything else: outage, 409, 5xx; retried like a block
+
+
+class EvictionGateway(Protocol):
+    """What enforcement needs from the API (``k8s.workloads`` implements it)."""
+
+    async def post_event(
+        self, *, regarding: ObjectRef, type: EventType, reason: str, message: str, action: str
+    ) -> None:
+        """Post an Event; never raises (Events are auxiliary)."""
+
+    async def evict(self, ref: ObjectRef) -> Eviction:
+        """Ask for a policy/v1 Eviction of the Pod (uid as precondition); never deletes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Subject:
+    """A Pod as last reviewed: what the decision needs."""
+
+    pod: Mapping[str, Any]
+    findings: tuple[planning.AttributedFinding, ...]
+    policies: tuple[policy_model.Policy, ...]
+    since: datetime.datetime
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef.of(self.pod)
+
+
+@dataclasses.dataclass
+class _Candidate:
+    subject: Subject
+    due: datetime.datetime
+    attempts: int = 0  # refused evictions so far (drives the backoff)
+    announced: bool = False  # the GuardrailEviction Warning Event is posted
+    blocked_reported: bool = False  # the "refused, retrying" Event is posted
+
+
+class Enforcer:
+    """The eviction schedule of one operator process; driven by :meth:`run_due`."""
+
+    def __init__(
+        self,
+        *,
+        gateway: EvictionGateway,
+        clock: Callable[[], datetime.datetime],
+        operator_namespace: str,
+        self_selector: tuple[str, str],
+        backoff_base: float = 5.0,
+        backoff_cap: float = 300.0,
+    ) -> None:
+        self._gateway = gateway
+        self._clock = clock
+        self._operator_namespace = operator_namespace
+        self._self_selector = self_selector
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._candidates: dict[Key, _Candidate] = {}
+        # Per policy: when its recent evictions (and dry-run "would evict"s) happened.
+        self._recent: dict[str, list[datetime.datetime]] = {}
+        # (pod uid, policy) already told "would evict": dry run speaks once per Pod.
+        self._dry_run_reported: set[tuple[str, str]] = set()
+        self.evictions = 0
+        self.refusals = 0
+
+    # ------------------------------------------------------------------ inputs
+
+    def track(self, key: Key, subject: Subject) -> None:
+        """Consider this Pod now (or, during a refusal backoff, at its retry time)."""
+        now = self._clock()
+        cand = self._candidates.get(key)
+        if cand is None or cand.subject.pod.get("metadata", {}).get("uid") != subject.pod.get(
+            "metadata", {}
+        ).get("uid"):
+            self._candidates[key] = _Candidate(subject=subject, due=now)
+            return
+        cand.subject = subject
+        if cand.attempts == 0:
+            cand.due = min(cand.due, now)
+
+    def forget(self, key: Key, *, gone: bool = False) -> None:
+        """Stop considering the Pod; ``gone`` when it is deleted (drops its dry-run memory)."""
+        cand = self._candidates.pop(key, None)
+        if gone and cand is not None:
+            uid = str(cand.subject.pod.get("metadata", {}).get("uid") or "")
+            self._dry_run_reported = {e for e in self._dry_run_reported if e[0] != uid}
+
+    def forget_uid(self, uid: str) -> None:
+        self._dry_run_reported = {e for e in self._dry_run_reported if e[0] != uid}
+
+    def pending(self) -> dict[Key, datetime.datetime]:
+        """Due times of the tracked Pods (for tests and diagnostics)."""
+        return {k: c.due for k, c in self._candidates.items()}
+
+    def next_due(self) -> datetime.datetime | None:
+        return min((c.due for c in self._candidates.values()), default=None)
+
+    # ------------------------------------------------------------------ the work
+
+    async def run_due(self) -> datetime.datetime | None:
+        """Act on every Pod whose time has come; return when to run next (None: idle)."""
+        for key in sorted(self._candidates, key=lambda k: (self._candidates[k].due, k)):
+            cand = self._candidates.get(key)
+            if cand is None or cand.due > self._clock():
+                continue
+            await self._act(key, cand)
+        return self.next_due()
+
+    async def _act(self, key: Key, cand: _Candidate) -> None:
+        now = self._clock()
+        subject = cand.subject
+        uid = str(subject.pod.get("metadata", {}).get("uid") or "")
+        decisions = [
+            violations.eviction_decision(
+                subject.pod,
+                findings=subject.findings,
+                policy=pol,
+                since=subject.since,
+                now=now,
+                recent_evictions=self._window(pol.name, now),
+                operator_namespace=self._operator_namespace,
+                self_selector=self._self_selector,
+            )
+            for pol in subject.policies
+            if (uid, pol.name) not in self._dry_run_reported
+        ]
+        decision = violations.combine(decisions)
+        if isinstance(decision, violations.Never):
+            log.debug("eviction-never", pod=key[2], namespace=key[1], reason=decision.reason)
+            self._candidates.pop(key, None)
+            return
+        if isinstance(decision, violations.Wait):
+            # During a refusal backoff, the retry time wins over an earlier grace end.
+            cand.due = max(decision.until, cand.due) if cand.attempts else decision.until
+            log.debug(
+                "eviction-wait", pod=key[2], namespace=key[1], until=str(cand.due), why=decision.why
+            )
+            return
+        ref = subject.ref
+        if decision.dry_run:
+            self._recent.setdefault(decision.policy, []).append(now)
+            self._dry_run_reported.add((uid, decision.policy))
+            await self._gateway.post_event(
+                regarding=ref,
+                type="Warning",
+                reason=REASON_EVICTION,
+                message=decision.message,
+                action="DryRunEvict",
+            )
+            log.info(
+                "eviction-dry-run", pod=ref.name, namespace=ref.namespace, policy=decision.policy
+            )
+            cand.due = now  # other policies may still enforce for real
+            return
+        if not cand.announced:
+            await self._gateway.post_event(
+                regarding=ref,
+                type="Warning",
+                reason=REASON_EVICTION,
+                message=decision.message,
+                action="Evict",
+            )
+            cand.announced = True
+        result = await self._gateway.evict(ref)
+        if result in (Eviction.EVICTED, Eviction.GONE):
+            if result is Eviction.EVICTED:
+                self._recent.setdefault(decision.policy, []).append(now)
+                self.evictions += 1
+            log.info(
+                "pod-evicted" if result is Eviction.EVICTED else "pod-gone-before-eviction",
+                pod=ref.name,
+                namespace=ref.namespace,
+                policy=decision.policy,
+            )
+            self._candidates.pop(key, None)
+            return
+        # Refused: never fall back to a DELETE, which would bypass the PodDisruptionBudget.
+        self.refusals += 1
+        cand.attempts += 1
+        delay = violations.backoff(cand.attempts, base=self._backoff_base, cap=self._backoff_cap)
+        cand.due = now + delay
+        log.warning(
+            "eviction-refused",
+            pod=ref.name,
+            namespace=ref.namespace,
+            policy=decision.policy,
+            result=str(result),
+            attempt=cand.attempts,
+            retry_in=delay.total_seconds(),
+        )
+        if result is Eviction.BLOCKED and not cand.blocked_reported:
+            cand.blocked_reported = True
+            await self._gateway.post_event(
+                regarding=ref,
+                type="Warning",
+                reason=REASON_EVICTION,
+                message=(
+                    "Eviction refused (429): a PodDisruptionBudget does not allow it now; "
+                    f"retrying with backoff (next in {int(delay.total_seconds())}s). "
+                    "The Pod is never deleted directly."
+                ),
+                action="Evict",
+            )
+
+    def _window(self, policy: str, now: datetime.datetime) -> Sequence[datetime.datetime]:
+        recent = [t for t in self._recent.get(policy, ()) if now - t < violations.RATE_WINDOW]
+        self._recent[policy] = recent
+        return recent

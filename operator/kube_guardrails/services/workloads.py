@@ -1,0 +1,545 @@
+"""Review Pods and Deployments against every policy that selects their namespace.
+
+The use case behind the Pod and Deployment watches (``handlers.workloads``):
+
+1. the policies that select the object's namespace (``planning.matching_policies``,
+   with the namespace's labels from the namespace watch) review the object
+   (``planning.review``): Deployments through their pod template, Pods directly;
+2. the verdict is compared with what the object's own annotation records
+   (``violations.annotation_fingerprint``). Only a different set is written: a merge
+   patch of two annotations and ONE Event (Warning ``GuardrailViolation`` with the
+   findings and hints, or Normal ``GuardrailCompliant`` when the last violation went).
+   A compliant object without our annotation gets no write at all, and a resync or a
+   restart that sees the same set writes nothing;
+3. per-policy counts are kept for ``status.violations`` (handed to the status batcher,
+   which coalesces them into few writes). ``byCheck[c]`` counts the workloads (Pods
+   and Deployments) that fail check ``c``; ``total`` is the sum over checks;
+4. Pods with evictable violations go to the :class:`enforcement.Enforcer`.
+
+The last seen Pods and Deployments are cached here, so a policy change, a namespace
+relabel or an exemption's expiry re-evaluates exactly the affected objects without a
+LIST. All of that runs in one background task (:meth:`WorkloadService.run`), which
+also wakes at the next exemption expiry and at the enforcer's next due time.
+
+Not thread-safe by design: everything runs on the operator's event loop; the only
+entry point called from other threads, :meth:`WorkloadService.policy_changed`, hops
+onto the loop first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import datetime
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from kube_guardrails import API_GROUP, API_VERSION, KIND, logs, planning, violations
+from kube_guardrails.checks import engine
+from kube_guardrails.model import policy as policy_model
+from kube_guardrails.services import enforcement
+from kube_guardrails.services import policies as policy_store
+
+log = logs.get(__name__)
+
+Key = enforcement.Key
+ObjectRef = enforcement.ObjectRef
+
+KINDS = ("Pod", "Deployment")
+REASON_VIOLATION = "GuardrailViolation"
+REASON_COMPLIANT = "GuardrailCompliant"
+REASON_EXEMPTION_EXPIRED = "ExemptionExpired"
+# How long a write of ours is trusted over an object body that does not show it yet: an
+# event queued before our patch can still arrive after it, and must not cause a second
+# write and a duplicate Event.
+WRITE_MEMORY = datetime.timedelta(seconds=60)
+# After a failed annotation write, look again this much later (the event loop is not
+# blocked meanwhile; a newer watch event retries sooner).
+RETRY_AFTER = datetime.timedelta(seconds=10)
+# Re-reviews done in one go before yielding to the event loop (policy changes can touch
+# thousands of objects; watch events must keep flowing meanwhile).
+YIELD_EVERY = 100
+
+
+class GatewayError(Exception):
+    """A write the API refused or never answered; the review is retried later."""
+
+
+class Gateway(enforcement.EvictionGateway, Protocol):
+    """Everything the workload use cases need from the API (``k8s.workloads``)."""
+
+    async def patch_annotations(
+        self, ref: ObjectRef, annotations: Mapping[str, str | None]
+    ) -> Mapping[str, Any] | None:
+        """Merge-patch ``metadata.annotations`` only (None removes a key).
+
+        Returns the object as patched, or None when it does not exist any more;
+        raises :class:`GatewayError` otherwise.
+        """
+
+
+class StatusSink(Protocol):
+    """The part of ``services.status.StatusBatcher`` this use case feeds."""
+
+    def set_violations(self, policy: str, *, total: int, by_check: Mapping[str, int]) -> None:
+        """Desired ``status.violations`` of a policy (written in batches)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Written:
+    uid: str
+    fingerprint: str | None  # None: we removed the annotation
+    since: datetime.datetime | None
+    at: datetime.datetime
+
+
+def key_of(body: Mapping[str, Any]) -> Key:
+    meta = body.get("metadata") or {}
+    return (str(body.get("kind") or ""), str(meta.get("namespace") or ""), str(meta["name"]))
+
+
+class WorkloadService:
+    """Reviews workloads, writes what changed, feeds status and enforcement."""
+
+    def __init__(
+        self,
+        *,
+        gateway: Gateway,
+        policies: policy_store.PolicyStore,
+        status: StatusSink,
+        operator_namespace: str,
+        self_selector: str,
+        clock: Callable[[], datetime.datetime],
+        enforcer: enforcement.Enforcer | None = None,
+    ) -> None:
+        self._gateway = gateway
+        self._store = policies
+        self._status = status
+        self._operator_namespace = operator_namespace
+        self._clock = clock
+        self.enforcer = enforcer or enforcement.Enforcer(
+            gateway=gateway,
+            clock=clock,
+            operator_namespace=operator_namespace,
+            self_selector=violations.parse_self_selector(self_selector),
+        )
+        self._objects: dict[Key, Mapping[str, Any]] = {}
+        self._namespaces: dict[str, Mapping[str, str]] = {}
+        self._waiting_for_namespace: dict[str, set[Key]] = collections.defaultdict(set)
+        self._locks: dict[Key, asyncio.Lock] = {}
+        self._written: dict[Key, _Written] = {}
+        self._dirty: set[Key] = set()
+        self._retry: dict[Key, datetime.datetime] = {}
+        # status.violations bookkeeping: what each object contributes, and the sums.
+        self._contributions: dict[Key, dict[str, frozenset[str]]] = {}
+        self._counts: dict[str, collections.Counter[str]] = {}
+        self._status_dirty: set[str] = set()
+        # Exemptions already announced as expired: (policy, uid, index, expires).
+        self._expired_reported: set[tuple[str, str, int, datetime.datetime]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self.writes = 0  # API writes (patches) done, for the benchmark and tests
+
+    # ------------------------------------------------------------------ watch inputs
+
+    async def observe(self, body: Mapping[str, Any]) -> None:
+        """A Pod or Deployment was listed, added or modified: review it."""
+        if body.get("kind") not in KINDS:
+            return
+        key = key_of(body)
+        self._objects[key] = body
+        await self._review(key)
+        self._flush_status()
+
+    async def forget(self, body: Mapping[str, Any]) -> None:
+        """A Pod or Deployment was deleted: drop everything we hold about it."""
+        key = key_of(body)
+        self._objects.pop(key, None)
+        self._written.pop(key, None)
+        self._dirty.discard(key)
+        self._retry.pop(key, None)
+        for waiting in self._waiting_for_namespace.values():
+            waiting.discard(key)
+        lock = self._locks.get(key)
+        if lock is not None and not lock.locked():
+            del self._locks[key]
+        self.enforcer.forget(key, gone=True)
+        self.enforcer.forget_uid(str((body.get("metadata") or {}).get("uid") or ""))
+        self._set_contribution(key, {})
+        self._flush_status()
+
+    def namespace_seen(self, name: str, labels: Mapping[str, str] | None) -> None:
+        """A namespace was listed or changed; a relabel can change which policies apply."""
+        new = dict(labels or {})
+        old = self._namespaces.get(name)
+        self._namespaces[name] = new
+        waiting = self._waiting_for_namespace.pop(name, set())
+        self._dirty.update(waiting)
+        if old is not None and old != new:
+            self._dirty.update(k for k in self._objects if k[1] == name)
+        if self._dirty:
+            self._poke()
+
+    def namespace_gone(self, name: str) -> None:
+        self._namespaces.pop(name, None)
+        self._waiting_for_namespace.pop(name, None)
+
+    def policy_changed(
+        self, name: str, old: policy_model.Policy | None, new: policy_model.Policy | None
+    ) -> None:
+        """``PolicyStore`` listener; may be called from any thread (sync kopf handlers)."""
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is not None and running is not loop:
+            loop.call_soon_threadsafe(self._policy_changed, name, old, new)
+        else:
+            self._policy_changed(name, old, new)
+
+    def _policy_changed(
+        self, name: str, old: policy_model.Policy | None, new: policy_model.Policy | None
+    ) -> None:
+        affected = {
+            k
+            for k in self._objects
+            if any(
+                p is not None
+                and policy_model.selects_namespace(
+                    p,
+                    name=k[1],
+                    labels=self._namespaces.get(k[1]),
+                    operator_namespace=self._operator_namespace,
+                )
+                for p in (old, new)
+            )
+        }
+        log.info("policy-changed-reevaluating", policy=name, workloads=len(affected))
+        self._dirty.update(affected)
+        if new is None:
+            self._counts.pop(name, None)
+            self._status_dirty.discard(name)
+        else:
+            self._status_dirty.add(name)  # even zero: a new policy shows violations.total 0
+        self._poke()
+
+    # ------------------------------------------------------------------ background
+
+    async def run(self) -> None:
+        """The one background task: re-reviews, exemption expiries, enforcement."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        while True:
+            self._wake.clear()
+            try:
+                next_at = await self.run_due()
+            except Exception as e:  # one bad round must not end enforcement for good
+                log.exception("workloads-background-failed", error=repr(e))
+                next_at = self._clock() + RETRY_AFTER
+            timeout = None
+            if next_at is not None:
+                timeout = max(0.0, (next_at - self._clock()).total_seconds())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def run_due(self) -> datetime.datetime | None:
+        """Do whatever is due now; return when something is due next (None: nothing)."""
+        now = self._clock()
+        next_expiry = await self._expire_exemptions(now)
+        for key, at in list(self._retry.items()):
+            if at <= now:
+                del self._retry[key]
+                self._dirty.add(key)
+        done = 0
+        while self._dirty:
+            batch = sorted(self._dirty)
+            self._dirty.clear()
+            for key in batch:
+                await self._review(key)
+                done += 1
+                if done % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+        self._flush_status()
+        next_enforcement = await self.enforcer.run_due()
+        candidates = [t for t in (next_expiry, next_enforcement, *self._retry.values()) if t]
+        return min(candidates, default=None)
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    # ------------------------------------------------------------------ review
+
+    async def _review(self, key: Key) -> None:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            body = self._objects.get(key)
+            if body is None:
+                return
+            kind, namespace, _ = key
+            ns_labels = self._namespaces.get(namespace)
+            if ns_labels is None:
+                # Not yet seen on the namespace watch: the selector cannot be decided, and
+                # deciding "no policy applies" would wrongly clear annotations.
+                self._waiting_for_namespace[namespace].add(key)
+                return
+            now = self._clock()
+            matched = planning.matching_policies(
+                self._store.valid(),
+                namespace=namespace,
+                labels=ns_labels,
+                operator_namespace=self._operator_namespace,
+            )
+            verdict = review(body, matched, namespace=namespace, now=now)
+            by_name = {p.name: p for p in matched}
+            items = violations.items_of(verdict.findings, policies=by_name, kind=kind)
+            self._set_contribution(key, _checks_by_policy(items))
+            await self._sync_annotation(key, body, verdict, items, matched, now)
+
+    async def _sync_annotation(
+        self,
+        key: Key,
+        body: Mapping[str, Any],
+        verdict: planning.Verdict,
+        items: tuple[violations.Item, ...],
+        matched: list[policy_model.Policy],
+        now: datetime.datetime,
+    ) -> None:
+        meta = body.get("metadata") or {}
+        uid = str(meta.get("uid") or "")
+        annotations = meta.get("annotations") or {}
+        recorded = violations.annotation_fingerprint(annotations)
+        since = violations.parse_since(annotations)
+        desired = violations.fingerprint(items) if items else None
+        written = self._written.get(key)
+        trusted = (
+            written is not None
+            and written.uid == uid
+            and written.fingerprint == desired
+            and now - written.at < WRITE_MEMORY
+        )
+        if not items:
+            self.enforcer.forget(key)
+            if recorded is None and since is None:
+                return  # compliant and unannotated: the common case writes nothing
+            if trusted:
+                return  # we removed it already; this body predates our patch
+            previous = annotations.get(violations.ANNOTATION_VIOLATIONS)
+            patched = await self._patch(
+                key,
+                body,
+                {violations.ANNOTATION_VIOLATIONS: None, violations.ANNOTATION_SINCE: None},
+                fingerprint=None,
+                since=None,
+                now=now,
+            )
+            if patched:
+                await self._gateway.post_event(
+                    regarding=ObjectRef.of(body),
+                    type="Normal",
+                    reason=REASON_COMPLIANT,
+                    message=violations.compliant_message(previous),
+                    action="Review",
+                )
+                log.info("workload-compliant", kind=key[0], namespace=key[1], name=key[2])
+            return
+
+        if recorded != desired or since is None:
+            if trusted and written is not None and written.since is not None:
+                since = written.since
+            else:
+                changed = recorded != desired
+                since = now
+                values: dict[str, str | None] = {
+                    violations.ANNOTATION_VIOLATIONS: violations.render(items),
+                    violations.ANNOTATION_SINCE: violations.format_time(now),
+                }
+                if not changed:
+                    values = {violations.ANNOTATION_SINCE: violations.format_time(now)}
+                patched = await self._patch(
+                    key, body, values, fingerprint=desired, since=since, now=now
+                )
+                if not patched:
+                    return
+                if changed:
+                    await self._gateway.post_event(
+                        regarding=ObjectRef.of(body),
+                        type="Warning",
+                        reason=REASON_VIOLATION,
+                        message=violations.violation_message(
+                            verdict.findings, eviction_note=_eviction_note(items, matched)
+                        ),
+                        action="Review",
+                    )
+                    log.info(
+                        "workload-violations-changed",
+                        kind=key[0],
+                        namespace=key[1],
+                        name=key[2],
+                        violations=violations.render(items),
+                    )
+        if key[0] == "Pod" and any(item.enforced for item in items) and since is not None:
+            self.enforcer.track(
+                key,
+                enforcement.Subject(
+                    pod=self._objects.get(key, body),
+                    findings=verdict.findings,
+                    policies=tuple(matched),
+                    since=since,
+                ),
+            )
+        else:
+            self.enforcer.forget(key)
+
+    async def _patch(
+        self,
+        key: Key,
+        body: Mapping[str, Any],
+        annotations: Mapping[str, str | None],
+        *,
+        fingerprint: str | None,
+        since: datetime.datetime | None,
+        now: datetime.datetime,
+    ) -> bool:
+        """Write the annotations; True when written (and the Event should follow)."""
+        ref = ObjectRef.of(body)
+        try:
+            patched = await self._gateway.patch_annotations(ref, annotations)
+        except GatewayError as e:
+            log.warning(
+                "annotation-write-failed", kind=key[0], namespace=key[1], name=key[2], error=str(e)
+            )
+            self._retry[key] = now + RETRY_AFTER
+            return False
+        self.writes += 1
+        if patched is None:  # deleted meanwhile: the DELETED event will clean up
+            self._objects.pop(key, None)
+            return False
+        if self._objects.get(key) is body:
+            self._objects[key] = patched
+        self._written[key] = _Written(
+            uid=ref.uid or "", fingerprint=fingerprint, since=since, at=now
+        )
+        return True
+
+    # ------------------------------------------------------------------ exemptions
+
+    async def _expire_exemptions(self, now: datetime.datetime) -> datetime.datetime | None:
+        """Announce exemptions that expired and re-review what they covered.
+
+        Returns the next future expiry, so the background task wakes exactly then.
+        Announced once per exemption per process (a restart may announce it once more).
+        """
+        upcoming: list[datetime.datetime] = []
+        for pol in self._store.valid():
+            for ex in pol.workloads.exemptions:
+                if not ex.expired(now):
+                    upcoming.append(ex.expires)
+                    continue
+                marker = (pol.name, pol.uid, ex.index, ex.expires)
+                if marker in self._expired_reported:
+                    continue
+                self._expired_reported.add(marker)
+                checks = ", ".join(sorted(ex.checks)) or "all checks"
+                await self._gateway.post_event(
+                    regarding=ObjectRef(
+                        api_version=f"{API_GROUP}/{API_VERSION}",
+                        kind=KIND,
+                        name=pol.name,
+                        uid=pol.uid or None,
+                    ),
+                    type="Warning",
+                    reason=REASON_EXEMPTION_EXPIRED,
+                    message=(
+                        f"Exemption spec.workloads.exemptions[{ex.index}] ({ex.reason}) expired "
+                        f"at {violations.format_time(ex.expires)}: {checks} apply again"
+                    )[: violations.MAX_EVENT_MESSAGE],
+                    action="Review",
+                )
+                log.warning(
+                    "exemption-expired", policy=pol.name, index=ex.index, expires=str(ex.expires)
+                )
+                self._dirty.update(
+                    k
+                    for k in self._objects
+                    if policy_model.selects_namespace(
+                        pol,
+                        name=k[1],
+                        labels=self._namespaces.get(k[1]),
+                        operator_namespace=self._operator_namespace,
+                    )
+                )
+        return min(upcoming, default=None)
+
+    # ------------------------------------------------------------------ status
+
+    def _set_contribution(self, key: Key, checks: Mapping[str, frozenset[str]]) -> None:
+        old = self._contributions.get(key, {})
+        if old == checks:
+            return
+        for pol in set(old) | set(checks):
+            before, after = old.get(pol, frozenset()), checks.get(pol, frozenset())
+            if before == after:
+                continue
+            counter = self._counts.setdefault(pol, collections.Counter())
+            counter.subtract(before - after)
+            counter.update(after - before)
+            self._status_dirty.add(pol)
+        if checks:
+            self._contributions[key] = dict(checks)
+        else:
+            self._contributions.pop(key, None)
+
+    def counts(self, policy: str) -> tuple[int, dict[str, int]]:
+        """(total, byCheck) of ``status.violations`` for a policy, as last computed."""
+        counter = self._counts.get(policy) or collections.Counter()
+        by_check = {c: n for c, n in sorted(counter.items()) if n > 0}
+        return sum(by_check.values()), by_check
+
+    def _flush_status(self) -> None:
+        known = {p.name for p in self._store.valid()}
+        for pol in sorted(self._status_dirty):
+            if pol in known:
+                total, by_check = self.counts(pol)
+                self._status.set_violations(pol, total=total, by_check=by_check)
+        self._status_dirty.clear()
+
+
+def review(
+    body: Mapping[str, Any],
+    policies: list[policy_model.Policy],
+    *,
+    namespace: str,
+    now: datetime.datetime,
+) -> planning.Verdict:
+    """The operator's verdict on one object (the same call the offline audit makes)."""
+    pod = engine.pod_input(body)
+    if pod is None:
+        return planning.Verdict(findings=())
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return planning.review(pod, policies, namespace=namespace, labels=labels, now=now)
+
+
+def _checks_by_policy(items: tuple[violations.Item, ...]) -> dict[str, frozenset[str]]:
+    out: dict[str, set[str]] = {}
+    for item in items:
+        out.setdefault(item.policy, set()).add(item.check)
+    return {p: frozenset(c) for p, c in out.items()}
+
+
+def _eviction_note(
+    items: tuple[violations.Item, ...], matched: list[policy_model.Policy]
+) -> str | None:
+    """What Enforce will do, told in the violation Event (Pods only)."""
+    enforcing = {i.policy for i in items if i.enforced}
+    pols = [p for p in matched if p.name in enforcing]
+    if not pols:
+        return None
+    real = [p for p in pols if not p.workloads.enforcement.dry_run]
+    if not real:
+        return "Enforce mode, dry run: would be evicted after the grace period"
+    grace = min(p.workloads.enforcement.grace_period_seconds for p in real)
+    return f"Enforce mode: evicted after {grace}s unless fixed"
