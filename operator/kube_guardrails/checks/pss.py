@@ -297,9 +297,10 @@ def privileged(ctx: registry.Context) -> Iterator[registry.Violation]:
 def capabilities(ctx: registry.Context) -> Iterator[registry.Violation]:
     """Linux capabilities: a level-dependent rule, like upstream's override pair.
 
-    At baseline (policy level ``baseline`` or ``none``), upstream ``check_capabilities_
-    baseline.go`` (v1.0): ``spec.{initContainers,containers,ephemeralContainers}[*]
-    .securityContext.capabilities.add`` may be undefined/empty or contain only
+    At baseline (policy level ``baseline`` or ``none``), upstream
+    ``check_capabilities_baseline.go`` (v1.0):
+    ``spec.{initContainers,containers,ephemeralContainers}[*].securityContext
+    .capabilities.add`` may be undefined/empty or contain only
     AUDIT_WRITE, CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, MKNOD, NET_BIND_SERVICE,
     SETFCAP, SETGID, SETPCAP, SETUID, SYS_CHROOT. Names are compared exactly as written:
     ``chown`` or ``CAP_CHOWN`` are not in the set.
