@@ -1,0 +1,293 @@
+"""Enforce mode on a real cluster (issue #3, point 5): evictions, and when there are none.
+
+Eviction is observable only over time ("not before the grace period", "not past the
+budget"), so these tests watch a pod for a window and then for the eviction. Windows
+are the policy's own numbers (grace period, one minute of rate limit) plus the
+operator's resync interval; the timeout for the operator to act is the harness's.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from typing import Any
+
+import e2e_harness as harness
+import e2e_kube as kube_api
+import e2e_scenario
+import pytest
+
+from kube_guardrails import ANNOTATION_PREFIX
+
+pytestmark = pytest.mark.e2e
+
+Scenario = e2e_scenario.Scenario
+Obj = kube_api.Obj
+ANNOTATION_SINCE = ANNOTATION_PREFIX + "violations-since"
+SELF_LABEL = ("app.kubernetes.io/name", "kube-guardrails")
+
+
+def _name(obj: Obj) -> str:
+    return str(obj["metadata"]["name"])
+
+
+def _image(scenario: Scenario) -> str:
+    return scenario.env.settings.image
+
+
+def enforce_spec(
+    *,
+    grace: int = 0,
+    per_minute: int = 10,
+    dry_run: bool = False,
+    mode: str = "Enforce",
+    action: str = "Enforce",
+) -> dict[str, Any]:
+    return {
+        "mode": mode,
+        "workloads": {
+            "checks": {"privileged": {"action": action}},
+            "enforcement": {
+                "gracePeriodSeconds": grace,
+                "maxEvictionsPerMinute": per_minute,
+                "dryRun": dry_run,
+            },
+        },
+    }
+
+
+def _violating_pod(scenario: Scenario, ns: str, name: str, **labels: str) -> Obj:
+    return scenario.create(
+        kube_api.pods(ns),
+        e2e_scenario.pod(ns, name, _image(scenario), privileged=True, labels=labels or None),
+    )
+
+
+def _since(scenario: Scenario, pod: Obj) -> float:
+    """When the operator first saw the violation (its ``violations-since`` annotation)."""
+
+    def read() -> str | None:
+        current = scenario.read(pod)
+        return ((current or {}).get("metadata", {}).get("annotations") or {}).get(ANNOTATION_SINCE)
+
+    stamp = scenario.wait(read, f"{ANNOTATION_SINCE} on {e2e_scenario.describe(pod)}")
+    return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")))
+
+
+def _eviction_events(scenario: Scenario, pod: Obj) -> list[Obj]:
+    return scenario.events(pod["metadata"]["uid"], e2e_scenario.GUARDRAIL_EVICTION)
+
+
+def _never_evicted(scenario: Scenario, pods: list[Obj], duration: float, what: str) -> None:
+    harness.hold_for(
+        lambda: not any(scenario.evicted(p) for p in pods), duration=duration, what=what
+    )
+
+
+def test_enforce_evicts_only_after_the_grace_period(scenario: Scenario) -> None:
+    grace = 20
+    scenario.workload_policy(spec=enforce_spec(grace=grace))
+    ns = _name(scenario.namespace())
+    pod = _violating_pod(scenario, ns, "late")
+    annotation = scenario.wait_annotated(pod)
+    assert annotation.endswith("!"), f"an evictable item is marked with '!': {annotation}"
+    since = _since(scenario, pod)
+    # Two seconds short of the deadline: the annotation has second precision.
+    _never_evicted(
+        scenario,
+        [pod],
+        max(0.0, since + grace - 2 - time.time()),
+        "the pod kept during its grace period",
+    )
+    scenario.wait(lambda: scenario.evicted(pod), "the pod evicted after its grace period")
+    event = scenario.wait_event(pod, e2e_scenario.GUARDRAIL_EVICTION, type_="Warning")
+    assert "privileged" in event["message"], event
+
+
+def test_evictions_are_rate_limited(scenario: Scenario) -> None:
+    scenario.workload_policy(spec=enforce_spec(grace=0, per_minute=1))
+    ns = _name(scenario.namespace())
+    pods = [_violating_pod(scenario, ns, f"burst-{i}") for i in range(3)]
+
+    def evicted() -> list[Obj]:
+        return [p for p in pods if scenario.evicted(p)]
+
+    scenario.wait(evicted, "the first eviction")
+    # The rest of the minute: still exactly one (a sliding one-minute window).
+    harness.hold_for(lambda: len(evicted()) == 1, duration=50, what="one eviction per minute")
+    scenario.wait(lambda: len(evicted()) >= 2, "a second eviction in the next minute", timeout=120)
+
+
+def test_eviction_never_bypasses_a_pod_disruption_budget(scenario: Scenario) -> None:
+    ns = _name(scenario.namespace())
+    deploy = scenario.create(
+        kube_api.deployments(ns),
+        e2e_scenario.deployment(ns, "guarded", _image(scenario), replicas=2, privileged=True),
+    )
+    pdb = scenario.create(
+        kube_api.pod_disruption_budgets(ns),
+        e2e_scenario.pod_disruption_budget(ns, "guarded", app="guarded", min_available=2),
+    )
+
+    def both_replicas() -> list[Obj] | None:
+        found = scenario.pods(ns, "app=guarded")
+        return found if len(found) == 2 else None
+
+    pods = scenario.wait(both_replicas, "both replicas created")
+    scenario.workload_policy(spec=enforce_spec(grace=0))
+
+    def refused() -> Obj | None:
+        for p in pods:
+            for event in _eviction_events(scenario, p):
+                text = event.get("message", "")
+                if "429" in text or "PodDisruptionBudget" in text:
+                    return event
+        return None
+
+    scenario.wait(refused, "a GuardrailEviction event saying the budget refused")
+    _never_evicted(scenario, pods, 20, "pods kept while the budget forbids eviction")
+    assert scenario.read(deploy) is not None
+    # Retried, not given up: once the budget goes, the eviction goes through.
+    scenario.kube.delete(e2e_scenario.self_path(pdb))
+    scenario.wait(
+        lambda: any(scenario.evicted(p) for p in pods),
+        "an eviction once the budget is gone (retry with backoff)",
+        timeout=max(scenario.timeout, 360),
+    )
+
+
+def test_dry_run_records_would_evict_and_keeps_the_pod(scenario: Scenario) -> None:
+    scenario.workload_policy(spec=enforce_spec(grace=0, dry_run=True))
+    ns = _name(scenario.namespace())
+    pod = _violating_pod(scenario, ns, "dry")
+
+    def would_evict() -> Obj | None:
+        for event in _eviction_events(scenario, pod):
+            if "would evict" in event.get("message", "").lower():
+                return event
+        return None
+
+    scenario.wait(would_evict, "a 'would evict' GuardrailEviction event")
+    _never_evicted(scenario, [pod], 15, "the pod kept in dry-run mode")
+
+
+def test_daemonset_pods_are_never_evicted(scenario: Scenario, resync_window: float) -> None:
+    scenario.workload_policy(spec=enforce_spec(grace=0))
+    ns = _name(scenario.namespace())
+    scenario.create(
+        kube_api.daemonsets(ns),
+        e2e_scenario.daemonset(ns, "agent", _image(scenario), privileged=True),
+    )
+    pods = scenario.wait(lambda: scenario.pods(ns, "app=agent"), "the DaemonSet's pods")
+    for p in pods:
+        scenario.wait_annotated(p)
+    _never_evicted(scenario, pods, resync_window, "DaemonSet pods kept")
+    assert not any(_eviction_events(scenario, p) for p in pods)
+
+
+def test_operator_pods_are_never_evicted(scenario: Scenario, resync_window: float) -> None:
+    scenario.workload_policy(spec=enforce_spec(grace=0))
+    ns = _name(scenario.namespace())
+    own = _violating_pod(scenario, ns, "self", **dict([SELF_LABEL]))
+    other = _violating_pod(scenario, ns, "other")
+    scenario.wait_annotated(own)
+    scenario.wait(lambda: scenario.evicted(other), "the unprotected pod evicted")
+    _never_evicted(scenario, [own], resync_window, "the operator-labelled pod kept")
+    if scenario.env.settings.mode == "in-cluster":
+        before = {p["metadata"]["uid"] for p in scenario.env.operator_pods()}
+        assert before, "in-cluster mode but no operator pod found"
+        assert {p["metadata"]["uid"] for p in scenario.env.operator_pods()} == before
+
+
+def test_pods_in_excluded_namespaces_are_never_checked_or_evicted(scenario: Scenario) -> None:
+    ns = _name(scenario.namespace())
+    control = _name(scenario.namespace())
+    scenario.workload_policy(spec={**enforce_spec(grace=0), "excludeNamespaces": [ns]})
+    excluded = _violating_pod(scenario, ns, "excluded")
+    probe = _violating_pod(scenario, control, "probe")
+    scenario.wait(lambda: scenario.evicted(probe), "the pod in the selected namespace evicted")
+    assert scenario.annotation(excluded) is None
+    _never_evicted(scenario, [excluded], 10, "the pod in the excluded namespace kept")
+
+
+@pytest.mark.parametrize(
+    ("mode", "action"),
+    [
+        pytest.param("Audit", "Enforce", id="audit-mode-enforce-action"),
+        pytest.param("Enforce", "Audit", id="enforce-mode-audit-action"),
+    ],
+)
+def test_only_enforce_mode_with_enforce_action_evicts(
+    scenario: Scenario, mode: str, action: str, resync_window: float
+) -> None:
+    scenario.workload_policy(spec=enforce_spec(grace=0, mode=mode, action=action))
+    ns = _name(scenario.namespace())
+    pod = _violating_pod(scenario, ns, "spared")
+    annotation = scenario.wait_annotated(pod)
+    assert not annotation.endswith("!"), annotation
+    _never_evicted(scenario, [pod], resync_window, f"the pod kept ({mode} mode, {action} action)")
+
+
+def test_exemption_applies_until_it_expires(scenario: Scenario) -> None:
+    lifetime = 25.0
+    expires = time.time() + lifetime
+    policy = scenario.workload_policy(
+        spec={
+            "workloads": {
+                "exemptions": [
+                    {
+                        "selector": {"matchLabels": {"app": "legacy"}},
+                        "checks": ["privileged"],
+                        "reason": "e2e: vendor image, ticket SEC-123",
+                        "expires": harness.iso_utc(expires),
+                    }
+                ]
+            }
+        }
+    )
+    ns = _name(scenario.namespace())
+    legacy = _violating_pod(scenario, ns, "legacy", app="legacy")
+    sentinel = _violating_pod(scenario, ns, "sentinel", app="sentinel")
+    scenario.wait_annotated(sentinel)
+    assert time.time() < expires, "the operator was too slow to test the exemption window"
+    assert scenario.annotation(legacy) is None, "the exemption applies before it expires"
+
+    scenario.wait(
+        lambda: scenario.annotation(legacy),
+        "the violation reported once the exemption expired",
+        timeout=lifetime + scenario.timeout,
+    )
+    assert time.time() >= expires - 1, "reported before the exemption expired"
+    scenario.wait_event(legacy, e2e_scenario.GUARDRAIL_VIOLATION, type_="Warning")
+
+    def expired_event() -> Obj | None:
+        for event in scenario.events(policy["metadata"]["uid"]):
+            text = f"{event.get('reason', '')} {event.get('message', '')}".lower()
+            if event.get("type") == "Warning" and "expire" in text:
+                return event
+        return None
+
+    scenario.wait(expired_event, "a Warning event on the policy saying the exemption expired")
+
+
+def test_grace_period_survives_an_operator_restart(
+    scenario: Scenario, restartable: e2e_scenario.Env
+) -> None:
+    grace = 45
+    scenario.workload_policy(spec=enforce_spec(grace=grace))
+    ns = _name(scenario.namespace())
+    pod = _violating_pod(scenario, ns, "patient")
+    since = _since(scenario, pod)
+    # Restart well into the grace period, so that a grace period restarted from the
+    # operator's start-up would end visibly later than the real one.
+    harness.hold_for(
+        lambda: not scenario.evicted(pod),
+        duration=max(0.0, since + 15 - time.time()),
+        what="the pod kept before the restart",
+    )
+    restartable.restart_operator()
+    _never_evicted(
+        scenario, [pod], max(0.0, since + grace - 2 - time.time()), "kept until the grace end"
+    )
+    scenario.wait(lambda: scenario.evicted(pod), "the eviction after the original grace period")
+    assert time.time() < since + grace + 12, "the grace period restarted with the operator"
