@@ -14,7 +14,7 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from kube_guardrails.services import enforcement, workloads
+from kube_guardrails.services import enforcement
 
 T0 = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.UTC)
 
@@ -64,7 +64,7 @@ class FakeGateway:
     ) -> Mapping[str, Any] | None:
         if self.fail_patches:
             self.fail_patches -= 1
-            raise workloads.GatewayError("503 Service Unavailable")
+            raise OSError("503 Service Unavailable")
         self.patches.append((ref, dict(annotations)))
         obj = self.objects.get((ref.kind, ref.namespace, ref.name))
         if obj is None:
@@ -90,7 +90,7 @@ class FakeGateway:
     ) -> None:
         self.events.append(Event(regarding, type, reason, message, action))
 
-    async def evict(self, ref: enforcement.ObjectRef) -> enforcement.Eviction:
+    async def evict(self, ref: enforcement.ObjectRef) -> str:
         self.evictions.append(ref)
         result = (
             self.eviction_results.pop(0) if self.eviction_results else enforcement.Eviction.EVICTED

@@ -85,8 +85,11 @@ class EvictionGateway(Protocol):
     ) -> None:
         """Post an Event; never raises (Events are auxiliary)."""
 
-    async def evict(self, ref: ObjectRef) -> Eviction:
-        """Ask for a policy/v1 Eviction of the Pod (uid as precondition); never deletes."""
+    async def evict(self, ref: ObjectRef) -> str:
+        """Ask for a policy/v1 Eviction of the Pod (uid as precondition); never deletes.
+
+        Returns one of the :class:`Eviction` values.
+        """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,7 +240,7 @@ class Enforcer:
                 action="Evict",
             )
             cand.announced = True
-        result = await self._gateway.evict(ref)
+        result = Eviction(await self._gateway.evict(ref))
         if result in (Eviction.EVICTED, Eviction.GONE):
             if result is Eviction.EVICTED:
                 self._recent.setdefault(decision.policy, []).append(now)

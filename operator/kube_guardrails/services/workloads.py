@@ -63,10 +63,6 @@ RETRY_AFTER = datetime.timedelta(seconds=10)
 YIELD_EVERY = 100
 
 
-class GatewayError(Exception):
-    """A write the API refused or never answered; the review is retried later."""
-
-
 class Gateway(enforcement.EvictionGateway, Protocol):
     """Everything the workload use cases need from the API (``k8s.workloads``)."""
 
@@ -76,7 +72,7 @@ class Gateway(enforcement.EvictionGateway, Protocol):
         """Merge-patch ``metadata.annotations`` only (None removes a key).
 
         Returns the object as patched, or None when it does not exist any more;
-        raises :class:`GatewayError` otherwise.
+        raises on any other failure (the review is then retried later).
         """
 
 
@@ -408,7 +404,7 @@ class WorkloadService:
         ref = ObjectRef.of(body)
         try:
             patched = await self._gateway.patch_annotations(ref, annotations)
-        except GatewayError as e:
+        except Exception as e:  # outage, 409 (uid changed), 5xx: look again later, no Event
             log.warning(
                 "annotation-write-failed", kind=key[0], namespace=key[1], name=key[2], error=str(e)
             )
