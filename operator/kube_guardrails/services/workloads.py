@@ -126,6 +126,7 @@ class WorkloadService:
         self._waiting_for_namespace: dict[str, set[Key]] = collections.defaultdict(set)
         self._locks: dict[Key, asyncio.Lock] = {}
         self._written: dict[Key, _Written] = {}
+        self._verdicts: dict[Key, planning.Verdict] = {}
         self._dirty: set[Key] = set()
         self._retry: dict[Key, datetime.datetime] = {}
         # status.violations bookkeeping: what each object contributes, and the sums.
@@ -154,6 +155,7 @@ class WorkloadService:
         key = key_of(body)
         self._objects.pop(key, None)
         self._written.pop(key, None)
+        self._verdicts.pop(key, None)
         self._dirty.discard(key)
         self._retry.pop(key, None)
         for waiting in self._waiting_for_namespace.values():
@@ -290,6 +292,10 @@ class WorkloadService:
                 operator_namespace=self._operator_namespace,
             )
             verdict = review(body, matched, namespace=namespace, now=now)
+            if verdict.findings:
+                self._verdicts[key] = verdict
+            else:  # compliant objects are the many: keep nothing for them
+                self._verdicts.pop(key, None)
             by_name = {p.name: p for p in matched}
             items = violations.items_of(verdict.findings, policies=by_name, kind=kind)
             self._set_contribution(key, _checks_by_policy(items))
@@ -488,6 +494,13 @@ class WorkloadService:
             self._contributions[key] = dict(checks)
         else:
             self._contributions.pop(key, None)
+
+    def verdict(self, key: Key) -> planning.Verdict | None:
+        """The last verdict on a violating object (its annotation and Event came from it).
+
+        None for an object that was compliant when last reviewed, or is unknown.
+        """
+        return self._verdicts.get(key)
 
     def counts(self, policy: str) -> tuple[int, dict[str, int]]:
         """(total, byCheck) of ``status.violations`` for a policy, as last computed."""
