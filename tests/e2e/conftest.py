@@ -37,12 +37,17 @@ def _probe() -> tuple[e2e_scenario.Env | None, str]:
         settings = harness.E2ESettings.from_env(os.environ)
     except ValueError as e:
         return None, f"bad e2e settings: {e}"
-    kube, reason = kube_api.probe_cluster(settings.context)
-    if kube is None:
-        return None, reason or harness.NO_CLUSTER_REASON
-    refusal = harness.context_refusal(kube.context, os.environ)
+    try:
+        context = kube_api.context_name(settings.context)
+    except Exception as e:  # no kube config file, or an unreadable one
+        return None, f"{harness.NO_CLUSTER_REASON} ({type(e).__name__}: {e})"
+    # The safety rule is applied to the name before a single request is sent.
+    refusal = harness.context_refusal(context, os.environ)
     if refusal:
         return None, refusal
+    kube, reason = kube_api.probe_cluster(context)
+    if kube is None:
+        return None, reason or harness.NO_CLUSTER_REASON
     crd = kube.get_or_none(kube_api.crd(f"{PLURAL}.{API_GROUP}"))
     if crd is None:
         return None, (

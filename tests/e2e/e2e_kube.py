@@ -62,8 +62,7 @@ class Kube:
     @classmethod
     def from_kubeconfig(cls, context: str | None = None) -> Kube:
         """Connect with the kube config (``KUBECONFIG`` or ``~/.kube/config``)."""
-        _, active = _K8S.config.list_kube_config_contexts()
-        name = context or (active or {}).get("name")
+        name = context_name(context)
         api_client = _K8S.config.new_client_from_config(context=name)
         return cls(api_client, context=name)
 
@@ -313,8 +312,20 @@ def crd(name: str) -> str:
 # -------------------------------------------------------------------- probes
 
 
+def context_name(context: str | None = None) -> str | None:
+    """The context the suite would use (``context`` or the current one); reads no network.
+
+    Raises the client's ConfigException when there is no kube config at all.
+    """
+    _, active = _K8S.config.list_kube_config_contexts()
+    return context or (active or {}).get("name")
+
+
 def probe_cluster(context: str | None, *, timeout: float = 5.0) -> tuple[Kube | None, str | None]:
-    """Connect to the kube context; (client, None) or (None, why not) without raising."""
+    """Connect to the kube context; (client, None) or (None, why not) without raising.
+
+    Call it only after the context name passed the safety rule: it sends requests.
+    """
     from e2e_harness import NO_CLUSTER_REASON
 
     try:

@@ -31,6 +31,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 SERVICE_ACCOUNT = "kube-guardrails"
 Rule = tuple[str, str, str, str]  # (apiGroup, resource, verb, resourceName)
+KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
 
 def _kubectl() -> str | None:
@@ -49,7 +50,9 @@ def rendered_manifests(directory: pathlib.Path = MANIFESTS) -> list[Obj]:
             [kubectl, "kustomize", str(directory)], check=True, capture_output=True, text=True
         ).stdout
         return [d for d in yaml.safe_load_all(out) if d]
-    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text()) or {}
+    found = [directory / n for n in KUSTOMIZATION_NAMES if (directory / n).is_file()]
+    assert found, f"{directory} has no kustomization file"
+    kustomization = yaml.safe_load(found[0].read_text()) or {}
     docs: list[Obj] = []
     for entry in kustomization.get("resources") or []:
         path = directory / entry

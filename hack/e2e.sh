@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# End-to-end tests against the cluster of the current kube context (kind, k3d, minikube...).
+#
+#   hack/e2e.sh                      # operator runs locally: `kube-guardrails run` (default)
+#   E2E_OPERATOR=in-cluster hack/e2e.sh   # operator installed with `kubectl apply -k manifests/`
+#   hack/e2e.sh -k hardening         # extra arguments go to pytest
+#   hack/e2e.sh restart-operator     # (used by the tests) restart the operator, wait until live
+#
+# Steps: check kubectl and the context (it must look like a test cluster, or
+# KUBE_GUARDRAILS_E2E_ALLOW_ANY_CONTEXT=1), apply the CRD, start the operator with a short
+# resync interval, wait for its liveness endpoint, run `pytest tests/e2e -m e2e`, stop the
+# operator, and print the tail of its log when something failed.
+#
+# Environment:
+#   E2E_OPERATOR          local (default) or in-cluster
+#   E2E_RESYNC_SECONDS    operator resync interval for the run (default 5)
+#   E2E_STATUS_SECONDS    operator status batching interval (default 1)
+#   E2E_LIVENESS_PORT     local mode: port of the liveness endpoint (default 18080)
+#   E2E_IMAGE             in-cluster mode: operator image (default: the one in manifests/)
+#   E2E_KIND_LOAD=1       in-cluster mode: `kind load docker-image $E2E_IMAGE` first
+#   E2E_WORKDIR           where the operator log and pid file go ($TMPDIR/kube-guardrails-e2e)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+BIN="${VENV:-$ROOT/.venv}/bin"
+MODE="${E2E_OPERATOR:-local}"
+RESYNC="${E2E_RESYNC_SECONDS:-5}"
+STATUS_INTERVAL="${E2E_STATUS_SECONDS:-1}"
+PORT="${E2E_LIVENESS_PORT:-18080}"
+WORKDIR="${E2E_WORKDIR:-${TMPDIR:-/tmp}/kube-guardrails-e2e}"
+LOG="$WORKDIR/operator.log"
+PIDFILE="$WORKDIR/operator.pid"
+NAMESPACE="kube-guardrails-system"
+DEPLOYMENT="kube-guardrails"
+LIVENESS_URL="http://127.0.0.1:${PORT}/healthz"
+
+say() { printf '== %s\n' "$*" >&2; }
+die() { printf 'hack/e2e.sh: %s\n' "$*" >&2; exit 2; }
+
+# ------------------------------------------------------------------- operator: local
+
+start_local() {
+  mkdir -p "$WORKDIR"
+  say "starting the operator locally (log: $LOG)"
+  # Own session + closed stdio: the operator outlives the shell that started it (the
+  # tests restart it through this script) and holds no pipe of its caller open.
+  local detach=()
+  if command -v setsid >/dev/null; then detach=(setsid); else detach=(nohup); fi
+  # KUBE_GUARDRAILS_CONTEXT pins the context the checks above approved.
+  KUBE_GUARDRAILS_CONTEXT="$CONTEXT" "${detach[@]}" "$BIN/kube-guardrails" run \
+    --resync-seconds "$RESYNC" \
+    --status-interval-seconds "$STATUS_INTERVAL" \
+    --liveness "$LIVENESS_URL" \
+    --log-format console \
+    </dev/null >>"$LOG" 2>&1 &
+  echo $! >"$PIDFILE"
+}
+
+stop_local() {
+  [ -f "$PIDFILE" ] || return 0
+  local pid
+  pid="$(cat "$PIDFILE")"
+  rm -f "$PIDFILE"
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.2
+  done
+  say "operator (pid $pid) did not stop on SIGTERM within 10s; killing it"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+wait_live() {
+  say "waiting for the operator's liveness endpoint $LIVENESS_URL"
+  for _ in $(seq 1 120); do
+    if "$BIN/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+        "$LIVENESS_URL" 2>/dev/null; then
+      return 0
+    fi
+    if [ -f "$PIDFILE" ] && ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+      tail -n 50 "$LOG" >&2 || true
+      die "the operator exited during start-up (log above)"
+    fi
+    sleep 0.5
+  done
+  tail -n 50 "$LOG" >&2 || true
+  die "the operator did not become live within 60s (log above)"
+}
+
+# ------------------------------------------------------------------- operator: in-cluster
+
+start_in_cluster() {
+  say "installing with kubectl apply -k manifests/"
+  if [ -n "${E2E_IMAGE:-}" ] && [ "${E2E_KIND_LOAD:-0}" = "1" ]; then
+    local cluster="${CONTEXT#kind-}"
+    say "loading $E2E_IMAGE into kind cluster $cluster"
+    kind load docker-image "$E2E_IMAGE" --name "$cluster"
+  fi
+  kubectl apply -k manifests/
+  if [ -n "${E2E_IMAGE:-}" ]; then
+    kubectl -n "$NAMESPACE" set image "deployment/$DEPLOYMENT" "operator=$E2E_IMAGE"
+  fi
+  # The tests wait "longer than a resync": give the installed operator a short one.
+  kubectl -n "$NAMESPACE" set env "deployment/$DEPLOYMENT" \
+    "KUBE_GUARDRAILS_RESYNC_SECONDS=$RESYNC" \
+    "KUBE_GUARDRAILS_STATUS_INTERVAL_SECONDS=$STATUS_INTERVAL"
+  kubectl -n "$NAMESPACE" rollout status "deployment/$DEPLOYMENT" --timeout=180s
+}
+
+restart_in_cluster() {
+  kubectl -n "$NAMESPACE" rollout restart "deployment/$DEPLOYMENT"
+  kubectl -n "$NAMESPACE" rollout status "deployment/$DEPLOYMENT" --timeout=180s
+}
+
+# shellcheck disable=SC2329  # called from the EXIT trap
+in_cluster_logs() {
+  kubectl -n "$NAMESPACE" logs "deployment/$DEPLOYMENT" --tail=100 >&2 || true
+}
+
+# ------------------------------------------------------------------- commands
+
+if [ "${1:-}" = "restart-operator" ]; then
+  CONTEXT="${KUBE_GUARDRAILS_E2E_CONTEXT:-$(kubectl config current-context)}"
+  case "$MODE" in
+    local) stop_local; start_local; wait_live ;;
+    in-cluster) restart_in_cluster ;;
+    *) die "E2E_OPERATOR must be local or in-cluster, not '$MODE'" ;;
+  esac
+  exit 0
+fi
+
+case "$MODE" in
+  local|in-cluster) ;;
+  *) die "E2E_OPERATOR must be local or in-cluster, not '$MODE'" ;;
+esac
+command -v kubectl >/dev/null || die "kubectl is not on PATH"
+[ -x "$BIN/pytest" ] || die "no $BIN/pytest: run 'make test' once (it creates .venv) or set VENV"
+CONTEXT="$(kubectl config current-context 2>/dev/null)" \
+  || die "no current kube context: create a test cluster (kind create cluster) or set KUBECONFIG"
+case "$CONTEXT" in
+  kind-*|k3d-*|minikube*|docker-desktop*|*test*|*e2e*) ;;
+  *)
+    if [ "${KUBE_GUARDRAILS_E2E_ALLOW_ANY_CONTEXT:-}" != "1" ]; then
+      die "context '$CONTEXT' does not look like a test cluster (kind-*, k3d-*, minikube, docker-desktop, *test*, *e2e*); set KUBE_GUARDRAILS_E2E_ALLOW_ANY_CONTEXT=1 to run anyway"
+    fi
+    ;;
+esac
+kubectl version --request-timeout=10s >/dev/null \
+  || die "the API server of context '$CONTEXT' does not answer"
+say "context: $CONTEXT; operator: $MODE; resync: ${RESYNC}s"
+
+say "applying the CRD"
+kubectl apply -f crds/
+kubectl wait --for=condition=Established --timeout=60s crd/guardrailpolicies.kube-guardrails.io
+
+status=0
+# shellcheck disable=SC2329  # the EXIT trap
+cleanup() {
+  local rc=$?
+  if [ "$status" -eq 0 ] && [ "$rc" -ne 0 ]; then status=$rc; fi
+  if [ "$MODE" = "local" ]; then
+    stop_local
+    if [ "$status" -ne 0 ] && [ -f "$LOG" ]; then
+      say "operator log (last 100 lines of $LOG)"
+      tail -n 100 "$LOG" >&2 || true
+    fi
+  elif [ "$status" -ne 0 ]; then
+    say "operator log (last 100 lines)"
+    in_cluster_logs
+  fi
+}
+trap cleanup EXIT
+
+if [ "$MODE" = "local" ]; then
+  if kubectl -n "$NAMESPACE" get "deployment/$DEPLOYMENT" >/dev/null 2>&1; then
+    die "an operator is installed in $NAMESPACE; two would fight: delete it or use E2E_OPERATOR=in-cluster"
+  fi
+  mkdir -p "$WORKDIR"
+  : >"$LOG"
+  stop_local
+  start_local
+  wait_live
+else
+  start_in_cluster
+fi
+
+export KUBE_GUARDRAILS_E2E_OPERATOR="$MODE"
+export KUBE_GUARDRAILS_E2E_LIVENESS_URL="$LIVENESS_URL"
+export KUBE_GUARDRAILS_E2E_RESYNC_SECONDS="$RESYNC"
+export KUBE_GUARDRAILS_E2E_STATUS_INTERVAL_SECONDS="$STATUS_INTERVAL"
+export KUBE_GUARDRAILS_E2E_RESTART_COMMAND="E2E_OPERATOR=$MODE E2E_WORKDIR='$WORKDIR' E2E_LIVENESS_PORT=$PORT E2E_RESYNC_SECONDS=$RESYNC E2E_STATUS_SECONDS=$STATUS_INTERVAL '$ROOT/hack/e2e.sh' restart-operator"
+export KUBE_GUARDRAILS_E2E_CONTEXT="$CONTEXT"
+
+say "running pytest tests/e2e -m e2e"
+"$BIN/pytest" tests/e2e -m e2e -p no:cacheprovider "$@" || status=$?
+if [ "$status" -eq 5 ]; then
+  say "pytest collected no e2e test"
+fi
+exit "$status"
