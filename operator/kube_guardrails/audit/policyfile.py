@@ -11,16 +11,14 @@ every policy applies to the workloads it selects.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kube_guardrails import API_GROUP, KIND
 from kube_guardrails.audit import loader
 from kube_guardrails.checks import registry
 from kube_guardrails.model import policy as policy_model
-
-SchemaValidator = Callable[[Mapping[str, Any]], Iterable[tuple[str, str]]]
+from kube_guardrails.model import schema
 
 
 class PolicyFileError(Exception):
@@ -36,7 +34,6 @@ class LoadedPolicy:
 
 def load(paths: Sequence[str]) -> list[LoadedPolicy]:
     """Every GuardrailPolicy in the given files; raise PolicyFileError at the first problem."""
-    validate = schema_validator()
     known = registry.ids()
     out: list[LoadedPolicy] = []
     names: dict[str, str] = {}
@@ -50,8 +47,12 @@ def load(paths: Sequence[str]) -> list[LoadedPolicy]:
             if not isinstance(obj, Mapping):
                 raise PolicyFileError(f"{where}: not a GuardrailPolicy object (a YAML mapping)")
             _check_type(obj, where)
-            for field, message in validate(obj) if validate is not None else ():
-                raise PolicyFileError(f"{where}: {field}: {message}")
+            problems = schema.validate(obj)
+            if problems:
+                # All of them at once: fixing a policy one error per run is tedious.
+                raise PolicyFileError(
+                    "\n".join(f"{where}: {e.field or '(root)'}: {e.message}" for e in problems)
+                )
             try:
                 parsed = policy_model.parse(obj, known_checks=known)
             except policy_model.PolicyError as e:
@@ -79,30 +80,3 @@ def _check_type(obj: Mapping[str, Any], where: str) -> None:
         raise PolicyFileError(
             f"{where}: apiVersion: must be {API_GROUP}/<version>, not {api_version!r}"
         )
-
-
-def schema_validator() -> SchemaValidator | None:
-    """The CRD schema check from ``model.schema``, when the package ships one.
-
-    Looked up at run time so that the audit works (with the parser's checks alone) in a
-    build without the packaged CRD; ``model.schema.validate(obj)`` yields
-    ``(field path, message)`` pairs, or raises ``PolicyError`` for the first problem.
-    """
-    try:
-        schema = importlib.import_module("kube_guardrails.model.schema")
-    except ModuleNotFoundError:
-        return None
-    validate: Callable[[Mapping[str, Any]], Any] | None = getattr(schema, "validate", None)
-    if validate is None:
-        return None
-
-    def run(obj: Mapping[str, Any]) -> list[tuple[str, str]]:
-        try:
-            result = validate(obj)
-        except policy_model.PolicyError as e:
-            return [(e.field or "(root)", e.message)]
-        if result is None:
-            return []
-        return [(str(f), str(m)) for f, m in result]
-
-    return run
