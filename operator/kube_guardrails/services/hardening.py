@@ -1,0 +1,541 @@
+"""Namespace hardening: make each namespace's managed objects what its policy says.
+
+The use case is one function, :meth:`HardeningService.reconcile`, over one namespace:
+it reads the namespace and the live managed objects from the :class:`Inventory` (an
+in-memory mirror fed by the watches, so a full resync costs no GETs), asks
+``planning.governing_policy`` which policy governs, builds the desired objects
+(``builders``) and writes only what differs through a :class:`Gateway`:
+
+- nothing differs: no request at all (start-up and resync included);
+- missing: create; differing: merge-patch; no longer wanted: delete;
+- an object with one of our names but without our ``managed-by`` label belongs to
+  someone else: it is logged and never touched;
+- a namespace being deleted (phase ``Terminating``) is left alone.
+
+Events: ``NamespaceHardened`` (Normal) when a namespace gets its first managed objects,
+``HardeningRestored`` (Warning) when an object we had put in place was deleted or
+edited and we put it back. A policy change rolled out is not a restore.
+
+Errors: 404 (namespace or object gone) and 409 (someone created it first) are normal
+and handled here; anything else (outage, throttling) is raised to the work queue,
+which retries the namespace with backoff. The periodic resync is the safety net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, Protocol
+
+from kube_guardrails import builders, logs, planning
+from kube_guardrails.k8s import client as k8s_client
+from kube_guardrails.model import policy as policy_model
+from kube_guardrails.services import policies as policy_store
+from kube_guardrails.services import status as status_service
+from kube_guardrails.services import workqueue
+
+log = logs.get(__name__)
+
+KINDS_BY_PLURAL = {k.plural: k for k in builders.MANAGED_KINDS}
+MANAGED_NAMES = frozenset(k.name for k in builders.MANAGED_KINDS)
+
+REASON_HARDENED = "NamespaceHardened"
+REASON_RESTORED = "HardeningRestored"
+
+
+class Gateway(Protocol):
+    """The API operations hardening needs (``k8s/hardening.py``; a fake in tests).
+
+    Each raises ``k8s.client.ApiError`` on failure; ``delete`` returns False if the
+    object was already gone.
+    """
+
+    def create(self, kind: builders.Kind, obj: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def patch(
+        self, kind: builders.Kind, *, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]: ...
+
+    def delete(self, kind: builders.Kind, *, namespace: str, name: str) -> bool: ...
+
+    def get(self, kind: builders.Kind, *, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def post_event(
+        self,
+        *,
+        regarding: Mapping[str, Any],
+        type: Literal["Normal", "Warning"],
+        reason: str,
+        message: str,
+        action: str,
+    ) -> None: ...
+
+
+# --------------------------------------------------------------------------- inventory
+
+
+@dataclasses.dataclass(frozen=True)
+class NamespaceInfo:
+    name: str
+    uid: str
+    labels: Mapping[str, str]
+    terminating: bool
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> NamespaceInfo:
+        meta = obj.get("metadata") or {}
+        phase = (obj.get("status") or {}).get("phase")
+        return cls(
+            name=str(meta.get("name") or ""),
+            uid=str(meta.get("uid") or ""),
+            labels=dict(meta.get("labels") or {}),
+            terminating=phase == "Terminating" or bool(meta.get("deletionTimestamp")),
+        )
+
+    def reference(self) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Namespace", "name": self.name, "uid": self.uid}
+
+
+def _resource_version(obj: Mapping[str, Any]) -> int | None:
+    rv = (obj.get("metadata") or {}).get("resourceVersion")
+    try:
+        return int(rv) if rv is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class Inventory:
+    """In-memory mirror of namespaces and of objects bearing our names, fed by watches.
+
+    Our own writes are stored too (write-through), so a reconcile right after a write
+    sees it even before the watch echoes it back. A watch event older than what we
+    hold (by resourceVersion, when the server's versions are numbers as on etcd) is
+    ignored, so a lagging echo cannot make us rewrite what we just wrote.
+    Thread-safe: watches update it in the event loop, reconciles read it in threads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._namespaces: dict[str, NamespaceInfo] = {}
+        self._objects: dict[tuple[str, str], dict[str, Any]] = {}  # (plural, ns) -> object
+
+    def put_namespace(self, obj: Mapping[str, Any]) -> NamespaceInfo:
+        info = NamespaceInfo.from_object(obj)
+        with self._lock:
+            self._namespaces[info.name] = info
+        return info
+
+    def remove_namespace(self, name: str) -> None:
+        with self._lock:
+            self._namespaces.pop(name, None)
+            for key in [k for k in self._objects if k[1] == name]:
+                del self._objects[key]
+
+    def namespace(self, name: str) -> NamespaceInfo | None:
+        with self._lock:
+            return self._namespaces.get(name)
+
+    def namespaces(self) -> list[NamespaceInfo]:
+        with self._lock:
+            return sorted(self._namespaces.values(), key=lambda n: n.name)
+
+    def namespace_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._namespaces)
+
+    def put_object(self, kind: builders.Kind, obj: Mapping[str, Any], *, watched: bool) -> bool:
+        """Remember an object with one of our names; False if ignored (stale or foreign name)."""
+        meta = obj.get("metadata") or {}
+        if meta.get("name") != kind.name:
+            return False
+        key = (kind.plural, str(meta.get("namespace") or ""))
+        with self._lock:
+            held = self._objects.get(key)
+            if watched and held is not None:
+                new_rv, old_rv = _resource_version(obj), _resource_version(held)
+                if new_rv is not None and old_rv is not None and new_rv < old_rv:
+                    return False
+            self._objects[key] = dict(obj)
+        return True
+
+    def remove_object(self, kind: builders.Kind, namespace: str) -> None:
+        with self._lock:
+            self._objects.pop((kind.plural, namespace), None)
+
+    def object(self, kind: builders.Kind, namespace: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._objects.get((kind.plural, namespace))
+
+
+# --------------------------------------------------------------------------- reconcile
+
+
+@dataclasses.dataclass(frozen=True)
+class Write:
+    """One write made (or attempted) by a reconcile, for logs, tests and the benchmark."""
+
+    verb: Literal["create", "patch", "delete"]
+    kind: str
+    namespace: str
+
+
+@dataclasses.dataclass
+class Result:
+    namespace: str
+    policy: str | None = None
+    writes: list[Write] = dataclasses.field(default_factory=list)
+    skipped_foreign: list[str] = dataclasses.field(default_factory=list)
+    events: list[str] = dataclasses.field(default_factory=list)
+    hardened: bool = False
+
+
+def fingerprint(obj: Mapping[str, Any] | None) -> str:
+    """A short stable digest of a desired object (to tell a restore from a roll-out)."""
+    if obj is None:
+        return "absent"
+    data = json.dumps(
+        {"labels": obj["metadata"].get("labels"), "spec": obj.get("spec")},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha1(data.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def merge_patch(live: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns our fields of ``live`` into ``desired``.
+
+    Labels: ours are set, others' are kept. ownerReferences: a list, so it is replaced
+    whole: others' references are kept, any GuardrailPolicy one is replaced by ours.
+    spec: keys we do not want become null (removed); lists are replaced whole.
+    """
+    live_meta = live.get("metadata") or {}
+    want_meta = desired.get("metadata") or {}
+    meta_patch: dict[str, Any] = {"labels": dict(want_meta.get("labels") or {})}
+    want_refs = want_meta.get("ownerReferences")
+    if want_refs:
+        ours = {(r["apiVersion"].split("/")[0], r["kind"]) for r in want_refs}
+        kept = [
+            r
+            for r in live_meta.get("ownerReferences") or []
+            if (str(r.get("apiVersion", "")).split("/")[0], r.get("kind")) not in ours
+        ]
+        meta_patch["ownerReferences"] = kept + list(want_refs)
+    return {"metadata": meta_patch, "spec": _spec_patch(live.get("spec"), desired.get("spec"))}
+
+
+def _spec_patch(live: Any, want: Any) -> Any:
+    if not isinstance(want, Mapping) or not isinstance(live, Mapping):
+        return want
+    out: dict[str, Any] = {}
+    for key, value in want.items():
+        out[key] = _spec_patch(live.get(key), value) if isinstance(value, Mapping) else value
+    for key in live:
+        if key not in want:
+            out[key] = None
+    return out
+
+
+class HardeningService:
+    """Reconciles namespaces; keeps what it last put in place to recognise restores."""
+
+    def __init__(
+        self,
+        *,
+        gateway: Gateway,
+        inventory: Inventory,
+        policies: policy_store.PolicyStore,
+        status: status_service.StatusBatcher | None,
+        operator_namespace: str,
+    ) -> None:
+        self._gateway = gateway
+        self._inventory = inventory
+        self._policies = policies
+        self._status = status
+        self._operator_namespace = operator_namespace
+        self._lock = threading.Lock()
+        # (namespace, plural) -> fingerprint of the desired object we last saw in place.
+        self._applied: dict[tuple[str, str], str] = {}
+
+    @property
+    def inventory(self) -> Inventory:
+        return self._inventory
+
+    def governing(self, ns: NamespaceInfo) -> policy_model.Policy | None:
+        return planning.governing_policy(
+            self._policies.valid(),
+            namespace=ns.name,
+            labels=ns.labels,
+            operator_namespace=self._operator_namespace,
+        )
+
+    def reconcile(self, namespace: str) -> Result:
+        """Bring one namespace's managed objects to the desired state; see module docs."""
+        result = Result(namespace=namespace)
+        ns = self._inventory.namespace(namespace)
+        if ns is None:  # deleted: its objects go with it
+            self._forget(namespace)
+            return result
+        if ns.terminating:
+            return result
+        policy = self.governing(ns)
+        result.policy = policy.name if policy else None
+        desired = builders.desired_objects(namespace, policy)
+
+        live_before = {kind: self._inventory.object(kind, namespace) for kind in desired}
+        had_ours = any(obj is not None and builders.is_managed(obj) for obj in live_before.values())
+        restored: list[str] = []
+        created = False
+        for kind, want in desired.items():
+            outcome = self._reconcile_object(
+                kind=kind, ns=ns, want=want, live=live_before[kind], result=result
+            )
+            if outcome == "restored":
+                restored.append(kind.kind)
+            created = created or outcome in ("created", "restored")
+
+        result.hardened = policy is not None and not result.skipped_foreign
+        if restored:
+            self._event(
+                result,
+                ns,
+                type="Warning",
+                reason=REASON_RESTORED,
+                action="Restore",
+                message=f"Restored {', '.join(restored)} of GuardrailPolicy "
+                f"{result.policy}: managed objects were deleted or edited",
+            )
+        elif policy is not None and created and not had_ours:
+            self._event(
+                result,
+                ns,
+                type="Normal",
+                reason=REASON_HARDENED,
+                action="Harden",
+                message=f"Hardened by GuardrailPolicy {policy.name}: "
+                + ", ".join(k.kind for k, v in desired.items() if v is not None),
+            )
+        if result.writes:
+            log.info(
+                "namespace-reconciled",
+                namespace=namespace,
+                policy=result.policy,
+                writes=[f"{w.verb}:{w.kind}" for w in result.writes],
+            )
+        return result
+
+    def _reconcile_object(
+        self,
+        *,
+        kind: builders.Kind,
+        ns: NamespaceInfo,
+        want: dict[str, Any] | None,
+        live: dict[str, Any] | None,
+        result: Result,
+    ) -> str:
+        """Returns what happened: unchanged, created, restored, updated, deleted, skipped."""
+        key = (ns.name, kind.plural)
+        if live is not None and not builders.is_managed(live):
+            if want is not None:
+                result.skipped_foreign.append(kind.kind)
+                log.warning(
+                    "foreign-object-skipped",
+                    namespace=ns.name,
+                    kind=kind.kind,
+                    name=kind.name,
+                    hint="an object with this name exists without our managed-by label; "
+                    "rename or delete it to let kube-guardrails manage it",
+                )
+            return "skipped"
+
+        if want is None:
+            with self._lock:
+                self._applied.pop(key, None)
+            if live is None:
+                return "unchanged"
+            self._delete(kind, ns.name, result)
+            return "deleted"
+
+        digest = fingerprint(want)
+        with self._lock:
+            previously = self._applied.get(key)
+        if live is not None and builders.matches(live, want):
+            with self._lock:
+                self._applied[key] = digest
+            return "unchanged"
+
+        # Restored: we had this very object in place, and someone deleted or edited it.
+        restore = previously == digest
+        if live is None:
+            outcome = self._create(kind, ns.name, want, result)
+            if outcome == "skipped":
+                return "skipped"
+            if outcome == "gone":
+                return "unchanged"
+        else:
+            self._patch(kind, ns.name, live, want, result)
+        with self._lock:
+            self._applied[key] = digest
+        if restore:
+            return "restored"
+        return "created" if live is None else "updated"
+
+    # ------------------------------------------------------------------ writes
+
+    def _create(
+        self, kind: builders.Kind, namespace: str, want: dict[str, Any], result: Result
+    ) -> str:
+        result.writes.append(Write("create", kind.kind, namespace))
+        try:
+            created = self._gateway.create(kind, want)
+        except k8s_client.ApiError as e:
+            if e.not_found or (e.status == 403 and "terminat" in e.message.lower()):
+                return "gone"  # the namespace went away (or is going) meanwhile
+            if not e.conflict:
+                raise
+            # Someone (a previous run of ours, or a user) has it: look before touching.
+            live = self._gateway.get(kind, namespace=namespace, name=kind.name)
+            if live is None:
+                raise  # deleted again in between: retry later with fresh state
+            self._inventory.put_object(kind, live, watched=False)
+            if not builders.is_managed(live):
+                result.skipped_foreign.append(kind.kind)
+                log.warning("foreign-object-skipped", namespace=namespace, kind=kind.kind)
+                return "skipped"
+            if not builders.matches(live, want):
+                self._patch(kind, namespace, live, want, result)
+            return "created"
+        self._inventory.put_object(kind, created, watched=False)
+        return "created"
+
+    def _patch(
+        self,
+        kind: builders.Kind,
+        namespace: str,
+        live: Mapping[str, Any],
+        want: dict[str, Any],
+        result: Result,
+    ) -> None:
+        result.writes.append(Write("patch", kind.kind, namespace))
+        try:
+            patched = self._gateway.patch(
+                kind, namespace=namespace, name=kind.name, patch=merge_patch(live, want)
+            )
+        except k8s_client.ApiError as e:
+            if not e.not_found:
+                raise
+            # Deleted under our feet: create it on the next round with fresh state.
+            self._inventory.remove_object(kind, namespace)
+            raise
+        self._inventory.put_object(kind, patched, watched=False)
+
+    def _delete(self, kind: builders.Kind, namespace: str, result: Result) -> None:
+        result.writes.append(Write("delete", kind.kind, namespace))
+        self._gateway.delete(kind, namespace=namespace, name=kind.name)
+        self._inventory.remove_object(kind, namespace)
+
+    def _event(
+        self,
+        result: Result,
+        ns: NamespaceInfo,
+        *,
+        type: Literal["Normal", "Warning"],
+        reason: str,
+        action: str,
+        message: str,
+    ) -> None:
+        result.events.append(reason)
+        self._gateway.post_event(
+            regarding=ns.reference(), type=type, reason=reason, message=message, action=action
+        )
+
+    def _forget(self, namespace: str) -> None:
+        with self._lock:
+            for key in [k for k in self._applied if k[0] == namespace]:
+                del self._applied[key]
+
+    # ------------------------------------------------------------------ status
+
+    def is_hardened(self, ns: NamespaceInfo, policy: policy_model.Policy) -> bool:
+        """Are all of the policy's objects in place, as desired, in the namespace?"""
+        for kind, want in builders.desired_objects(ns.name, policy).items():
+            if want is None:
+                continue
+            live = self._inventory.object(kind, ns.name)
+            if live is None or not builders.is_managed(live) or not builders.matches(live, want):
+                return False
+        return True
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """policy -> (namespaces matched, namespaces hardened by it), from the inventory."""
+        valid = self._policies.valid()
+        out = {p.name: (0, 0) for p in valid}
+        for ns in self._inventory.namespaces():
+            if ns.terminating:
+                continue
+            found = planning.matching_policies(
+                valid,
+                namespace=ns.name,
+                labels=ns.labels,
+                operator_namespace=self._operator_namespace,
+            )
+            for i, pol in enumerate(found):
+                matched, hardened = out[pol.name]
+                done = i == 0 and self.is_hardened(ns, pol)
+                out[pol.name] = (matched + 1, hardened + int(done))
+        return out
+
+    def publish_status(self) -> None:
+        """Push the namespace counters of every valid policy to the status batcher."""
+        if self._status is None:
+            return
+        for name, (matched, hardened) in self.counts().items():
+            self._status.set_namespaces(name, matched=matched, hardened=hardened)
+
+    # ------------------------------------------------------------------ fan-out
+
+    def affected_by_policy(
+        self, old: policy_model.Policy | None, new: policy_model.Policy | None
+    ) -> list[str]:
+        """Namespaces a policy change can affect: those it selected before or selects now."""
+        out: list[str] = []
+        for ns in self._inventory.namespaces():
+            for pol in (old, new):
+                if pol is not None and policy_model.selects_namespace(
+                    pol, name=ns.name, labels=ns.labels, operator_namespace=self._operator_namespace
+                ):
+                    out.append(ns.name)
+                    break
+        return out
+
+
+async def resync_forever(
+    *, queue: workqueue.WorkQueue[str], inventory: Inventory, interval: float
+) -> None:
+    """The safety net: every ``interval`` seconds, re-check every namespace.
+
+    Watches do the real work; this catches anything a lost watch event or a bug let
+    slip. It costs no API requests when nothing changed (the inventory is in memory).
+    """
+    while True:
+        await asyncio.sleep(interval)
+        if queue.started:
+            queue.add_many(inventory.namespace_names())
+
+
+async def publish_status_forever(
+    *, service: HardeningService, queue: workqueue.WorkQueue[str], interval: float
+) -> None:
+    """Recount matched/hardened namespaces now and then (the batcher decides on writes)."""
+    while True:
+        await asyncio.sleep(interval)
+        if queue.started:
+            await asyncio.to_thread(service.publish_status)
+
+
+def reconcile_all(service: HardeningService, names: Iterable[str]) -> list[Result]:
+    """Reconcile namespaces one after another (the benchmark and tests use this)."""
+    return [service.reconcile(name) for name in names]
