@@ -1,0 +1,244 @@
+"""The install manifests: complete, least-privilege RBAC, and a Pod that meets the
+restricted Pod Security Standard.
+
+``kubectl apply -k manifests/`` must install everything, the ClusterRole must grant only
+what the operator uses (no wildcards, each rule explained), and the operator's own Pod must
+pass what it enforces on others.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import subprocess
+import urllib.parse
+from typing import Any
+
+import pytest
+import yaml
+
+from kube_guardrails import OPERATOR_NAMESPACE, settings
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+MANIFESTS = REPO / "manifests"
+NAME = "kube-guardrails"
+
+
+def load(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((MANIFESTS / name).read_text())
+    return loaded
+
+
+def deployment() -> dict[str, Any]:
+    return load("deployment.yaml")
+
+
+def pod_spec() -> dict[str, Any]:
+    spec: dict[str, Any] = deployment()["spec"]["template"]["spec"]
+    return spec
+
+
+def container() -> dict[str, Any]:
+    (only,) = pod_spec()["containers"]
+    c: dict[str, Any] = only
+    return c
+
+
+# --------------------------------------------------------------------------- kustomize
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = load("kustomization.yaml")
+    files = sorted(p.name for p in MANIFESTS.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert sorted(kustomization["resources"]) == sorted(["../crds", *files])
+
+
+def test_crd_directory_is_a_kustomization_that_kubectl_apply_f_skips() -> None:
+    # kustomize loads files outside manifests/ only through another kustomization; its
+    # file is named "Kustomization" so that `kubectl apply -f crds/` (*.yaml, *.yml,
+    # *.json only) does not try to apply it.
+    crds = REPO / "crds"
+    kustomization = yaml.safe_load((crds / "Kustomization").read_text())
+    assert kustomization["resources"] == sorted(p.name for p in crds.glob("*.yaml"))
+    assert not list(crds.glob("kustomization.y*ml"))
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kustomize_build_renders_the_install() -> None:
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(MANIFESTS)], capture_output=True, text=True, check=True
+    ).stdout
+    kinds = sorted((d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(out) if d)
+    assert kinds == [
+        ("ClusterRole", NAME),
+        ("ClusterRoleBinding", NAME),
+        ("CustomResourceDefinition", "guardrailpolicies.kube-guardrails.io"),
+        ("Deployment", NAME),
+        ("Namespace", OPERATOR_NAMESPACE),
+        ("ServiceAccount", NAME),
+    ]
+
+
+def test_namespace_enforces_restricted_pod_security() -> None:
+    ns = load("namespace.yaml")
+    assert ns["metadata"]["name"] == OPERATOR_NAMESPACE
+    labels = ns["metadata"]["labels"]
+    for mode in ("enforce", "audit", "warn"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+
+
+# --------------------------------------------------------------------------- RBAC
+
+# Every permission, and nothing else: a change here is a change of the operator's rights.
+EXPECTED_RULES = {
+    ("kube-guardrails.io", "guardrailpolicies"): {"get", "list", "watch", "patch"},
+    ("kube-guardrails.io", "guardrailpolicies/status"): {"get", "patch"},
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    ("", "namespaces"): {"get", "list", "watch"},
+    ("networking.k8s.io", "networkpolicies"): {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "patch",
+        "delete",
+    },
+    ("", "limitranges"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "resourcequotas"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "pods"): {"get", "list", "watch", "patch"},
+    ("", "pods/eviction"): {"create"},
+    ("apps", "deployments"): {"get", "list", "watch", "patch"},
+    ("", "events"): {"create"},
+}
+
+
+def granted() -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for rule in load("clusterrole.yaml")["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                out.setdefault((group, resource), set()).update(rule["verbs"])
+    return out
+
+
+def test_cluster_role_grants_exactly_what_the_operator_uses() -> None:
+    assert granted() == EXPECTED_RULES
+
+
+def test_cluster_role_has_no_wildcards_and_no_secrets() -> None:
+    for rule in load("clusterrole.yaml")["rules"]:
+        assert set(rule) <= {"apiGroups", "resources", "verbs"}, rule  # no resourceNames tricks
+        for key in ("apiGroups", "resources", "verbs"):
+            assert not any("*" in value for value in rule[key]), rule
+    resources = {resource for _, resource in granted()}
+    assert not resources & {"secrets", "configmaps", "pods/exec", "serviceaccounts/token"}
+    assert "delete" not in granted()[("", "pods")]  # Pods leave through the Eviction API
+
+
+def test_every_rule_is_explained_by_a_comment() -> None:
+    lines = (MANIFESTS / "clusterrole.yaml").read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip().startswith("- apiGroups:")]
+    assert len(starts) == len(load("clusterrole.yaml")["rules"])
+    uncommented = [lines[i].strip() for i in starts if not lines[i - 1].strip().startswith("#")]
+    assert uncommented == []
+
+
+def test_binding_ties_the_role_to_the_operator_service_account() -> None:
+    binding = load("clusterrolebinding.yaml")
+    account = load("serviceaccount.yaml")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": load("clusterrole.yaml")["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": account["metadata"]["name"],
+            "namespace": account["metadata"]["namespace"],
+        }
+    ]
+    assert pod_spec()["serviceAccountName"] == account["metadata"]["name"]
+    assert account["metadata"]["namespace"] == OPERATOR_NAMESPACE
+
+
+# --------------------------------------------------------------------------- Deployment
+
+
+def test_deployment_runs_one_operator_at_a_time() -> None:
+    dep = deployment()
+    assert dep["metadata"]["namespace"] == OPERATOR_NAMESPACE
+    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert dep["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": NAME}
+
+
+@pytest.mark.parametrize(
+    ("where", "field", "expected"),
+    [
+        pytest.param("pod", "runAsNonRoot", True, id="pod-runAsNonRoot"),
+        pytest.param("pod", "runAsUser", 65532, id="pod-runAsUser"),
+        pytest.param("pod", "seccompProfile", {"type": "RuntimeDefault"}, id="pod-seccomp"),
+        pytest.param("container", "runAsNonRoot", True, id="runAsNonRoot"),
+        pytest.param("container", "runAsUser", 65532, id="runAsUser"),
+        pytest.param("container", "allowPrivilegeEscalation", False, id="no-escalation"),
+        pytest.param("container", "readOnlyRootFilesystem", True, id="read-only-root"),
+        pytest.param("container", "privileged", False, id="unprivileged"),
+        pytest.param("container", "capabilities", {"drop": ["ALL"]}, id="drop-all"),
+        pytest.param("container", "seccompProfile", {"type": "RuntimeDefault"}, id="seccomp"),
+    ],
+)
+def test_pod_meets_restricted_pod_security(where: str, field: str, expected: Any) -> None:
+    context = pod_spec()["securityContext"] if where == "pod" else container()["securityContext"]
+    assert context[field] == expected
+
+
+def test_pod_uses_only_restricted_volume_types_and_no_host_access() -> None:
+    spec = pod_spec()
+    assert [set(v) - {"name"} for v in spec["volumes"]] == [{"emptyDir"}]
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not spec.get(key)
+    assert "hostPort" not in str(container().get("ports"))
+
+
+def test_writable_tmp_under_a_read_only_root() -> None:
+    mounts = {m["mountPath"]: m["name"] for m in container()["volumeMounts"]}
+    assert mounts == {"/tmp": "tmp"}
+
+
+def test_operator_gets_its_token_and_logs_json() -> None:
+    assert pod_spec()["automountServiceAccountToken"] is True
+    env = {e["name"]: e for e in container()["env"]}
+    assert env["KUBE_GUARDRAILS_LOG_FORMAT"]["value"] == "json"
+    assert env["KUBE_GUARDRAILS_NAMESPACE"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
+
+
+def test_image_is_pinned() -> None:
+    image = container()["image"]
+    repository, _, tag = image.rpartition(":")
+    assert repository == "ghcr.io/kube-guardrails/kube-guardrails"
+    assert tag and tag != "latest"
+
+
+def test_resources_are_requested_and_limited() -> None:
+    resources = container()["resources"]
+    assert set(resources["requests"]) == {"cpu", "memory"}
+    assert set(resources["limits"]) == {"cpu", "memory"}
+
+
+@pytest.mark.parametrize("probe", ["livenessProbe", "readinessProbe"])
+def test_probes_hit_kopfs_health_endpoint(probe: str) -> None:
+    # The port and path the operator serves by default (settings.Settings.liveness).
+    url = urllib.parse.urlsplit(settings.Settings().liveness)
+    ports = {p["name"]: p["containerPort"] for p in container()["ports"]}
+    get = container()[probe]["httpGet"]
+    assert get["path"] == url.path
+    assert ports.get(get["port"], get["port"]) == url.port
+
+
+def test_self_selector_matches_the_pod_labels() -> None:
+    # The operator never evicts its own Pods: they carry the label its setting names.
+    key, _, value = settings.Settings().self_selector.partition("=")
+    assert deployment()["spec"]["template"]["metadata"]["labels"][key] == value
