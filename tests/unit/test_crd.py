@@ -360,7 +360,8 @@ def test_rules_have_messages_and_valid_field_paths() -> None:
         # fieldPath is a path below the node the rule sits on; the API server refuses the
         # CRD when it names no property of the schema.
         target = at(spec, path)
-        for part in rule.get("fieldPath", "").lstrip(".").split(".") if "fieldPath" in rule else []:
+        parts = rule["fieldPath"].lstrip(".").split(".") if "fieldPath" in rule else []
+        for part in parts:
             assert part in target.get("properties", {}), (path, rule["fieldPath"])
             target = target["properties"][part]
 
