@@ -5,6 +5,7 @@
 #   E2E_OPERATOR=in-cluster hack/e2e.sh   # operator installed with `kubectl apply -k manifests/`
 #   hack/e2e.sh -k hardening         # extra arguments go to pytest
 #   hack/e2e.sh restart-operator     # (used by the tests) restart the operator, wait until live
+#   hack/e2e.sh check-context NAME   # exit 0 if NAME looks like a test cluster's context
 #
 # Steps: check kubectl and the context (it must look like a test cluster, or
 # KUBE_GUARDRAILS_E2E_ALLOW_ANY_CONTEXT=1), apply the CRD, start the operator with a short
@@ -119,7 +120,29 @@ in_cluster_logs() {
   kubectl -n "$NAMESPACE" logs "deployment/$DEPLOYMENT" --tail=100 >&2 || true
 }
 
+# The same rule as tests/e2e/e2e_harness.py (a unit test keeps the two in step): names
+# kind, k3d, minikube and Docker Desktop give their contexts, or "test"/"e2e" anywhere.
+looks_like_test_context() {
+  local lowered
+  lowered="$(printf '%s' "$1" | tr '[:upper:]' '[:lower:]')"
+  case "$lowered" in
+    kind-*|k3d-*|minikube*|docker-desktop*|*test*|*e2e*) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
+allow_any_context() {
+  local value
+  value="$(printf '%s' "${KUBE_GUARDRAILS_E2E_ALLOW_ANY_CONTEXT:-}" | tr '[:upper:]' '[:lower:]')"
+  case "$value" in 1|true|yes) return 0 ;; *) return 1 ;; esac
+}
+
 # ------------------------------------------------------------------- commands
+
+if [ "${1:-}" = "check-context" ]; then
+  looks_like_test_context "${2:-}"
+  exit $?
+fi
 
 if [ "${1:-}" = "restart-operator" ]; then
   CONTEXT="${KUBE_GUARDRAILS_E2E_CONTEXT:-$(kubectl config current-context)}"
@@ -139,14 +162,9 @@ command -v kubectl >/dev/null || die "kubectl is not on PATH"
 [ -x "$BIN/pytest" ] || die "no $BIN/pytest: run 'make test' once (it creates .venv) or set VENV"
 CONTEXT="$(kubectl config current-context 2>/dev/null)" \
   || die "no current kube context: create a test cluster (kind create cluster) or set KUBECONFIG"
-case "$CONTEXT" in
-  kind-*|k3d-*|minikube*|docker-desktop*|*test*|*e2e*) ;;
-  *)
-    if [ "${KUBE_GUARDRAILS_E2E_ALLOW_ANY_CONTEXT:-}" != "1" ]; then
-      die "context '$CONTEXT' does not look like a test cluster (kind-*, k3d-*, minikube, docker-desktop, *test*, *e2e*); set KUBE_GUARDRAILS_E2E_ALLOW_ANY_CONTEXT=1 to run anyway"
-    fi
-    ;;
-esac
+if ! looks_like_test_context "$CONTEXT" && ! allow_any_context; then
+  die "context '$CONTEXT' does not look like a test cluster (kind-*, k3d-*, minikube, docker-desktop, *test*, *e2e*); set KUBE_GUARDRAILS_E2E_ALLOW_ANY_CONTEXT=1 to run anyway"
+fi
 kubectl version --request-timeout=10s >/dev/null \
   || die "the API server of context '$CONTEXT' does not answer"
 say "context: $CONTEXT; operator: $MODE; resync: ${RESYNC}s"
