@@ -366,17 +366,20 @@ def test_errors_unpack_as_field_and_message() -> None:
     assert str(error) == f"spec.mode: {message}"
 
 
-@pytest.mark.parametrize(
-    "expires",
-    [
-        pytest.param(datetime.datetime(2027, 1, 31, tzinfo=datetime.UTC), id="aware"),
-        pytest.param(datetime.datetime(2027, 1, 31), id="naive-is-utc"),
-    ],
-)
-def test_yaml_timestamps_are_strings_again(expires: datetime.datetime) -> None:
+def test_yaml_timestamps_are_strings_again() -> None:
     # Unquoted in YAML, a timestamp loads as a datetime; kubectl sends it as a string.
+    expires = datetime.datetime(2027, 1, 31, tzinfo=datetime.UTC)
     obj = policy({"workloads": {"exemptions": [exemption(expires=expires)]}})
     assert schema.validate(obj) == []
+
+
+def test_yaml_timestamp_without_zone_is_refused() -> None:
+    # The API server refuses a date-time without a zone; PyYAML reads one as naive.
+    obj = yaml.safe_load(
+        "spec: {workloads: {exemptions: [{reason: r, expires: 2027-01-31T00:00:00}]}}"
+    )
+    errors = schema.validate({**policy(), **obj})
+    assert [e.field for e in errors] == ["spec.workloads.exemptions[0].expires"]
 
 
 def test_yaml_date_without_time_is_refused() -> None:

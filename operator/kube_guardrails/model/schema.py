@@ -15,8 +15,8 @@ never disagree. Kubernetes' OpenAPI dialect is translated into plain JSON Schema
 
 CEL rules (``x-kubernetes-validations``) are not evaluated here: everything they check is
 also checked by :func:`kube_guardrails.model.policy.parse`, which the audit runs next.
-YAML timestamps (``expires: 2027-01-31T00:00:00Z`` unquoted) are turned back into
-strings first, as kubectl does when it converts YAML to JSON.
+YAML timestamps (``expires: 2027-01-31T00:00:00Z`` unquoted), which PyYAML loads as
+datetimes, are turned back into strings first: kubectl sends them as written.
 """
 
 from __future__ import annotations
@@ -157,8 +157,8 @@ def _to_json_schema(node: Mapping[str, Any], *, root: bool = False) -> dict[str,
 def _to_json(value: Any) -> Any:
     """YAML values as their JSON form (what kubectl sends): timestamps become strings."""
     if isinstance(value, datetime.datetime):
-        if value.tzinfo is None:  # PyYAML drops a Z; YAML timestamps without zone are UTC
-            value = value.replace(tzinfo=datetime.UTC)
+        # kubectl sends the timestamp as written; one without a zone stays without one (and
+        # is refused as not RFC 3339), as it would be by the API server.
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, datetime.date):
         return value.isoformat()
