@@ -590,3 +590,24 @@ def test_console_script_smoke(tmp_path: pathlib.Path) -> None:
     )
     assert proc.returncode == 1, proc.stderr
     assert json.loads(proc.stdout)["summary"]["byCheck"]["privileged"] == 1
+
+
+def test_worker_processes_give_the_same_report(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large inputs are audited in worker processes; the report must not change."""
+    files = {
+        f"d{n // 50}/w{n:04d}.yaml": dump(pod(f"w{n:04d}", **(PRIVILEGED if n % 3 else LATEST)))
+        for n in range(300)
+    }
+    files["d0/zz-bad.yaml"] = "kind: [\n"
+    case = Case(files, ["."], 2)
+    reports = []
+    for jobs in ("1", "2"):
+        code, out, _ = run(tmp_path, monkeypatch, case, ["--format", "json", "--jobs", jobs])
+        assert code == 2
+        reports.append(json.loads(out))
+    assert reports[0] == reports[1]
+    assert reports[0]["summary"]["workloads"] == 300
+    # Input order (directories and files sorted), whichever worker did the work.
+    assert [o["name"] for o in reports[0]["objects"]] == [f"w{n:04d}" for n in range(300)]

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable
 from typing import IO, TextIO
 
-from kube_guardrails.audit import core, defaults, loader, policyfile, progress, report
+from kube_guardrails.audit import core, defaults, loader, policyfile, progress, report, runner
 from kube_guardrails.checks import registry
 from kube_guardrails.model import policy as policy_model
 
@@ -77,6 +77,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "kube-public, kube-node-lease, the operator's namespace, excludeNamespaces)",
     )
     parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="worker processes for large inputs (default 0: one per CPU; 1: no workers)",
+    )
+    parser.add_argument(
         "-o", "--output", metavar="FILE", default=None, help="write the report to FILE"
     )
 
@@ -112,19 +120,21 @@ def execute(
     infos = [report.policy_info(p, lp.source) for p, lp in zip(policies, loaded, strict=True)]
 
     files, missing = loader.expand(args.paths)
-    auditor = core.Auditor(policies, now=now, include_excluded=args.include_excluded)
-    auditor.result.errors.extend(missing)
     bar = progress.Progress(stderr, total_files=len(files), enabled=progress_enabled)
-    for n, path in enumerate(files, start=1):
-        for item in loader.load(path, stdin=stdin):
-            auditor.add(item)
-        auditor.result.files += 1
-        bar.update(files=n, documents=auditor.result.documents)
+    job = runner.Job(policies=tuple(policies), now=now, include_excluded=args.include_excluded)
+    result = runner.audit_files(
+        files,
+        job=job,
+        jobs=args.jobs or runner.default_jobs(),
+        stdin=stdin,
+        progress=lambda done, documents: bar.update(files=done, documents=documents),
+    )
     bar.done()
+    result.errors[:0] = missing
 
     fail_on = None if args.fail_on == "none" else registry.Severity.parse(args.fail_on)
     rep = report.Report(
-        result=auditor.result,
+        result=result,
         policies=infos,
         fail_on=fail_on,
         include_excluded=args.include_excluded,
@@ -150,14 +160,14 @@ def execute(
 
     if args.format != "table" or args.output:
         # The report may go to a file or a parser; people still need to see errors.
-        for err in auditor.result.errors:
+        for err in result.errors:
             stderr.write(f"kube-guardrails audit: error: {err.where()}: {err.message}\n")
-    if not auditor.result.objects and not auditor.result.errors:
+    if not result.objects and not result.errors:
         stderr.write(
             "kube-guardrails audit: warning: no Pods or workloads with a pod template "
             "found in the input\n"
         )
-    if auditor.result.errors:
+    if result.errors:
         return EXIT_ERROR
     return EXIT_FINDINGS if rep.failed else EXIT_OK
 
