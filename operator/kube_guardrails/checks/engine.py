@@ -68,21 +68,35 @@ def run(
 ) -> list[Result]:
     """Run every selected check over the pod, in order; never raises for a check's bug."""
     results: list[Result] = []
+    # Contexts are immutable, so the checks without parameters (most of them) share one;
+    # building a Context per check was a measurable part of a review (hack/bench).
+    shared: registry.Context | None = None
     for sel in selected:
         chk = sel.check
         severity = sel.severity or chk.severity
-        ctx = registry.Context(
-            metadata=pod.metadata,
-            spec=pod.spec,
-            level=level,
-            params=sel.params,
-            spec_path=pod.spec_path,
-            metadata_path=pod.metadata_path,
-        )
+        if sel.params:
+            ctx = registry.Context(
+                metadata=pod.metadata,
+                spec=pod.spec,
+                level=level,
+                params=sel.params,
+                spec_path=pod.spec_path,
+                metadata_path=pod.metadata_path,
+            )
+        else:
+            if shared is None:
+                shared = registry.Context(
+                    metadata=pod.metadata,
+                    spec=pod.spec,
+                    level=level,
+                    spec_path=pod.spec_path,
+                    metadata_path=pod.metadata_path,
+                )
+            ctx = shared
         try:
             violations = list(chk.fn(ctx))
         except registry.Skip:
-            results.append(Result(check=chk.id, outcome=Outcome.SKIP))
+            results.append(_outcome(chk.id, Outcome.SKIP))
             continue
         except Exception as exc:  # a check's bug is its own error, never the engine's
             finding = Finding(
@@ -97,7 +111,7 @@ def run(
             results.append(Result(check=chk.id, outcome=Outcome.ERROR, findings=(finding,)))
             continue
         if not violations:
-            results.append(Result(check=chk.id, outcome=Outcome.PASS))
+            results.append(_outcome(chk.id, Outcome.PASS))
             continue
         findings = tuple(
             Finding(
@@ -112,6 +126,17 @@ def run(
         )
         results.append(Result(check=chk.id, outcome=Outcome.FAIL, findings=findings))
     return results
+
+
+_OUTCOMES: dict[tuple[str, Outcome], Result] = {}
+
+
+def _outcome(check: str, outcome: Outcome) -> Result:
+    """A finding-less Result; immutable, so one per (check, outcome) is reused."""
+    result = _OUTCOMES.get((check, outcome))
+    if result is None:
+        result = _OUTCOMES[(check, outcome)] = Result(check=check, outcome=outcome)
+    return result
 
 
 def pod_input(obj: Mapping[str, Any]) -> PodInput | None:

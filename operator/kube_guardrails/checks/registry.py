@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -95,12 +96,21 @@ class Context:
     def containers(self) -> Iterator[tuple[str, int, Mapping[str, Any]]]:
         """Every container with its list name: (``containers``|``initContainers``|
         ``ephemeralContainers``, index, container)."""
+        return iter(self._containers)
+
+    @functools.cached_property
+    def _containers(self) -> tuple[tuple[str, int, Mapping[str, Any]], ...]:
+        # The engine shares one Context between the checks of an evaluation, so the walk
+        # is done once per pod instead of once per check (cached_property writes to the
+        # instance dict directly, which a frozen dataclass allows).
+        out: list[tuple[str, int, Mapping[str, Any]]] = []
         for kind in ("initContainers", "containers", "ephemeralContainers"):
             items = self.spec.get(kind) or []
             if isinstance(items, list):
                 for i, c in enumerate(items):
                     if isinstance(c, Mapping):
-                        yield kind, i, c
+                        out.append((kind, i, c))
+        return tuple(out)
 
 
 CheckFn = Callable[[Context], Iterable[Violation]]
