@@ -17,7 +17,9 @@ when e2e tests were collected.
 
 from __future__ import annotations
 
+import calendar
 import os
+import time
 from collections.abc import Iterator
 
 import e2e_harness as harness
@@ -91,19 +93,39 @@ def e2e_env(pytestconfig: pytest.Config) -> Iterator[e2e_scenario.Env]:
     _delete_leftovers(env, keep_none=True)
 
 
+#: Objects of other runs younger than this may belong to a run still going on (two CI
+#: jobs sharing a cluster); they select only their own namespaces, so they can wait.
+LEFTOVER_AGE_SECONDS = 3600
+
+
 def _delete_leftovers(env: e2e_scenario.Env, *, keep_none: bool = False) -> None:
     """Delete policies and namespaces that an interrupted earlier run left behind.
 
     Everything the suite creates carries the run label, so this never touches anything
-    else. At session start the current run is kept; at the end nothing is.
+    else. At session start, other runs' objects older than an hour go; at the end,
+    everything of this run.
     """
-    selector = (
-        harness.LABEL_RUN if keep_none else f"{harness.LABEL_RUN},{harness.LABEL_RUN}!={env.run}"
-    )
+    if keep_none:
+        selector = f"{harness.LABEL_RUN}={env.run}"
+    else:
+        selector = f"{harness.LABEL_RUN},{harness.LABEL_RUN}!={env.run}"
+    now = time.time()
+
+    def stale(item: kube_api.Obj) -> bool:
+        if keep_none:
+            return True
+        created = item["metadata"].get("creationTimestamp") or ""
+        try:
+            age = now - calendar.timegm(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ"))
+        except ValueError:
+            return False
+        return age > LEFTOVER_AGE_SECONDS
+
     for item in env.kube.list(kube_api.policies(), labels=selector):
-        env.kube.delete(kube_api.policies(item["metadata"]["name"]))
+        if stale(item):
+            env.kube.delete(kube_api.policies(item["metadata"]["name"]))
     for item in env.kube.list(kube_api.namespaces(), labels=selector):
-        if not item["metadata"].get("deletionTimestamp"):
+        if stale(item) and not item["metadata"].get("deletionTimestamp"):
             env.kube.delete(kube_api.namespaces(item["metadata"]["name"]))
 
 

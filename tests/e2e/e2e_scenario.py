@@ -135,12 +135,19 @@ class Scenario:
 
     # ------------------------------------------------------------- policies
 
-    def policy_body(self, suffix: str, spec: Mapping[str, Any] | None = None) -> Obj:
-        """A GuardrailPolicy selecting this test's namespaces; ``spec`` overrides fields."""
-        base: dict[str, Any] = {
-            "mode": "Audit",
-            "namespaceSelector": {"matchLabels": self.labels},
-        }
+    def policy_body(
+        self,
+        suffix: str,
+        spec: Mapping[str, Any] | None = None,
+        *,
+        namespace_selector: Mapping[str, Any] | None = None,
+    ) -> Obj:
+        """A GuardrailPolicy selecting this test's namespaces; ``spec`` overrides fields.
+
+        ``namespace_selector`` replaces the default selector (this test's labels) whole.
+        """
+        selector = namespace_selector or {"matchLabels": self.labels}
+        base: dict[str, Any] = {"mode": "Audit", "namespaceSelector": dict(selector)}
         return {
             "apiVersion": f"{API_GROUP}/{API_VERSION}",
             "kind": KIND,
@@ -148,12 +155,24 @@ class Scenario:
             "spec": harness.deep_merge(base, spec or {}),
         }
 
-    def policy(self, suffix: str = "p", spec: Mapping[str, Any] | None = None) -> Obj:
-        body = self.policy_body(suffix, spec)
+    def policy(
+        self,
+        suffix: str = "p",
+        spec: Mapping[str, Any] | None = None,
+        *,
+        namespace_selector: Mapping[str, Any] | None = None,
+    ) -> Obj:
+        body = self.policy_body(suffix, spec, namespace_selector=namespace_selector)
         self._policies.append(body["metadata"]["name"])
         return self.kube.create(kube_api.policies(), body)
 
-    def workload_policy(self, suffix: str = "p", spec: Mapping[str, Any] | None = None) -> Obj:
+    def workload_policy(
+        self,
+        suffix: str = "p",
+        spec: Mapping[str, Any] | None = None,
+        *,
+        namespace_selector: Mapping[str, Any] | None = None,
+    ) -> Obj:
         """A policy for workload tests: baseline checks, no hardening (not under test)."""
         base = {
             "hardening": {
@@ -162,7 +181,9 @@ class Scenario:
             },
             "workloads": {"podSecurity": "baseline", "checks": QUIET_CHECKS},
         }
-        return self.policy(suffix, harness.deep_merge(base, spec or {}))
+        return self.policy(
+            suffix, harness.deep_merge(base, spec or {}), namespace_selector=namespace_selector
+        )
 
     def patch_policy(self, name: str, spec: Mapping[str, Any]) -> Obj:
         return self.kube.patch(kube_api.policies(name), {"spec": dict(spec)})

@@ -75,35 +75,65 @@ def test_violation_is_not_repeated_on_resync(scenario: Scenario, resync_window: 
     )
 
 
-def test_compliant_pod_gets_no_writes(scenario: Scenario, resync_window: float) -> None:
+def test_compliant_workloads_get_no_writes(scenario: Scenario, resync_window: float) -> None:
     scenario.workload_policy()
     ns = _name(scenario.namespace())
-    good = scenario.create(kube_api.pods(ns), e2e_scenario.pod(ns, "good", _image(scenario)))
-    # A violating sibling created afterwards: once it is annotated, the operator has
-    # seen the compliant pod too (watch events arrive in resourceVersion order).
-    bad = scenario.create(
-        kube_api.pods(ns), e2e_scenario.pod(ns, "bad", _image(scenario), privileged=True)
+    image = _image(scenario)
+    good_pod = scenario.create(kube_api.pods(ns), e2e_scenario.pod(ns, "good", image))
+    good_deploy = scenario.create(
+        kube_api.deployments(ns), e2e_scenario.deployment(ns, "good", image, replicas=0)
     )
-    scenario.wait_annotated(bad)
-    settled = scenario.wait(
-        lambda: _ready(scenario.read(good)), "the compliant pod Running and Ready"
+    # Violating siblings created afterwards: once they are annotated, the operator has
+    # seen the compliant ones too (a watch delivers in resourceVersion order).
+    bad_pod = scenario.create(
+        kube_api.pods(ns), e2e_scenario.pod(ns, "bad", image, privileged=True)
     )
-    version = e2e_scenario.resource_version(settled)
+    bad_deploy = scenario.create(
+        kube_api.deployments(ns),
+        e2e_scenario.deployment(ns, "bad", image, replicas=0, privileged=True),
+    )
+    scenario.wait_annotated(bad_pod)
+    scenario.wait_annotated(bad_deploy)
+    # Let the kubelet and the deployment controller finish their own status writes.
+    scenario.wait(lambda: _ready(scenario.read(good_pod)), "the compliant pod Running and Ready")
+    scenario.wait(lambda: _observed(scenario.read(good_deploy)), "the deployment's status settled")
+    versions = {
+        e2e_scenario.describe(o): e2e_scenario.resource_version(
+            scenario.kube.get(e2e_scenario.self_path(o))
+        )
+        for o in (good_pod, good_deploy)
+    }
 
     def untouched() -> bool:
-        current = scenario.read(good)
-        return current is not None and e2e_scenario.resource_version(current) == version
+        for obj in (good_pod, good_deploy):
+            current = scenario.read(obj)
+            if (
+                current is None
+                or e2e_scenario.resource_version(current) != versions[e2e_scenario.describe(obj)]
+            ):
+                return False
+        return True
 
-    harness.hold_for(untouched, duration=resync_window, interval=1.0, what="no write to the pod")
-    meta = scenario.kube.get(e2e_scenario.self_path(good))["metadata"]
-    assert not [k for k in meta.get("annotations") or {} if k.startswith("kube-guardrails.io/")]
-    assert harness.kopf_state(meta) == []
-    ours = [
-        e
-        for e in scenario.events(good["metadata"]["uid"])
-        if e.get("reason") in (e2e_scenario.GUARDRAIL_VIOLATION, GUARDRAIL_COMPLIANT)
-    ]
-    assert ours == [], ours
+    harness.hold_for(
+        untouched, duration=resync_window, interval=1.0, what="no write to compliant workloads"
+    )
+    for obj in (good_pod, good_deploy):
+        meta = scenario.kube.get(e2e_scenario.self_path(obj))["metadata"]
+        assert not [k for k in meta.get("annotations") or {} if k.startswith("kube-guardrails.io/")]
+        assert harness.kopf_state(meta) == []
+        ours = [
+            e
+            for e in scenario.events(obj["metadata"]["uid"])
+            if e.get("reason") in (e2e_scenario.GUARDRAIL_VIOLATION, GUARDRAIL_COMPLIANT)
+        ]
+        assert ours == [], ours
+
+
+def _observed(deploy: Obj | None) -> Obj | None:
+    if deploy is None:
+        return None
+    observed = (deploy.get("status") or {}).get("observedGeneration")
+    return deploy if observed == deploy["metadata"].get("generation") else None
 
 
 def _ready(pod: Obj | None) -> Obj | None:
