@@ -41,6 +41,9 @@ class Settings:
     self_selector: str = "app.kubernetes.io/name=kube-guardrails"
     #: Watch and check Pods and Deployments (turn off to run hardening only).
     workloads: bool = True
+    #: Seconds before retrying an eviction a PodDisruptionBudget refused (429); doubles on
+    #: each refusal, capped at 300 s. The Pod is never deleted directly.
+    eviction_backoff_seconds: float = 5.0
 
 
 _FIELDS: dict[str, tuple[str, str]] = {
@@ -57,6 +60,10 @@ _FIELDS: dict[str, tuple[str, str]] = {
     ),
     "self_selector": ("--self-selector", "label key=value of the operator's own Pods"),
     "workloads": ("--workloads", "check Pods and Deployments: true or false"),
+    "eviction_backoff_seconds": (
+        "--eviction-backoff-seconds",
+        "seconds before retrying an eviction a PodDisruptionBudget refused (doubles, max 300)",
+    ),
 }
 
 
@@ -94,7 +101,7 @@ def build(raw: Mapping[str, str]) -> Settings:
     for field, value in raw.items():
         flag = _FIELDS[field][0]
         where = f"{flag} / {env_name(field)}"
-        if field in ("resync_seconds", "status_interval_seconds"):
+        if field in ("resync_seconds", "status_interval_seconds", "eviction_backoff_seconds"):
             try:
                 number = float(value)
             except ValueError:

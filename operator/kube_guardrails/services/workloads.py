@@ -137,7 +137,8 @@ class WorkloadService:
         self._expired_reported: set[tuple[str, str, int, datetime.datetime]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
-        self.writes = 0  # API writes (patches) done, for the benchmark and tests
+        self.writes = 0  # annotation patches done (probe, benchmark, tests)
+        self.reviews = 0  # objects reviewed (probe, tests: "it has looked at it")
 
     # ------------------------------------------------------------------ watch inputs
 
@@ -179,6 +180,10 @@ class WorkloadService:
             self._dirty.update(k for k in self._objects if k[1] == name)
         if self._dirty:
             self._poke()
+
+    def namespace_known(self, name: str) -> bool:
+        """Has the namespace watch reported it (so its workloads can be reviewed)?"""
+        return name in self._namespaces
 
     def namespace_gone(self, name: str) -> None:
         self._namespaces.pop(name, None)
@@ -300,6 +305,7 @@ class WorkloadService:
             items = violations.items_of(verdict.findings, policies=by_name, kind=kind)
             self._set_contribution(key, _checks_by_policy(items))
             await self._sync_annotation(key, body, verdict, items, matched, now)
+            self.reviews += 1  # counted when done, writes included
 
     async def _sync_annotation(
         self,
