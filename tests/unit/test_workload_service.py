@@ -457,3 +457,26 @@ async def test_fixing_the_pod_during_the_grace_period_cancels_eviction() -> None
     await world.tick(60)
     assert world.gateway.evictions == []
     assert world.service.enforcer.pending() == {}
+
+
+async def test_startup_counts_everything_before_the_first_status_write() -> None:
+    world = World(fakes.policy())
+    service = workloads.WorkloadService(
+        gateway=world.gateway,
+        policies=world.store,
+        status=world.status,
+        operator_namespace="kube-guardrails-system",
+        self_selector="app.kubernetes.io/name=kube-guardrails",
+        clock=world.clock,
+        wait_for_sync=True,
+    )
+    service.namespace_seen("team-a", {})
+    for i in range(3):
+        service.prime(world.gateway.put(fakes.privileged(fakes.compliant_pod(f"p{i}"))))
+    await service.run_due()
+    assert world.status.calls == 0  # nothing before the initial listing is complete
+    await service.synced()
+    await service.synced()  # idempotent
+    assert world.status.calls == 1
+    assert world.status.violations == {"baseline": (3, {"privileged": 3})}
+    assert world.gateway.patches == []  # counting writes nothing; the event handlers do

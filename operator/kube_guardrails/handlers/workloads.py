@@ -8,10 +8,11 @@ on Pods either (those keep state on the object); the grace periods, eviction ret
 and exemption expiries run in one background task of our own, started here at
 start-up and stopped at clean-up.
 
-Namespace labels decide which policies select a workload, so the namespaces are
-indexed too: kopf runs no event handler before every index (namespaces, policies) is
-fully listed, so the first Pod review already sees every namespace and policy, and a
-restart never mistakes "not loaded yet" for "compliant".
+Namespaces, Pods and Deployments are indexed too (storing nothing in kopf's index):
+kopf runs no event handler before every index (namespaces, policies, workloads) is
+fully listed, so the first review already sees every namespace and policy (a restart
+never mistakes "not loaded yet" for "compliant"), and every workload is counted before
+the first ``status.violations`` write.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ async def start_workloads(memo: kopf.Memo, **_: Any) -> None:
         operator_namespace=config.namespace,
         self_selector=config.self_selector,
         clock=utcnow,
+        wait_for_sync=True,
         enforcer=enforcement.Enforcer(
             gateway=gateway,
             clock=utcnow,
@@ -89,14 +91,31 @@ async def namespace_event(
     type: str, name: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any
 ) -> None:
     service: workloads.WorkloadService = memo.workloads
+    await service.synced()
     if type == "DELETED":
         service.namespace_gone(name)
     else:
         service.namespace_seen(name, dict(labels))
 
 
+@kopf.index("", "v1", "pods", id="workloads-pods-index")
+async def pod_indexed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Pods and Deployments are indexed (storing nothing in kopf's index) only so that
+    kopf lists them all before any event handler runs: the service can then count every
+    workload before the first status write."""
+    service: workloads.WorkloadService = memo.workloads
+    service.prime(dict(body))
+
+
+@kopf.index("apps", "v1", "deployments", id="workloads-deployments-index")
+async def deployment_indexed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    service: workloads.WorkloadService = memo.workloads
+    service.prime(dict(body))
+
+
 async def _workload_event(type: str, body: kopf.Body, memo: kopf.Memo) -> None:
     service: workloads.WorkloadService = memo.workloads
+    await service.synced()
     raw = dict(body)  # a plain snapshot: the service keeps it as the last seen state
     if type == "DELETED":
         await service.forget(raw)

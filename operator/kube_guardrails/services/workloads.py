@@ -109,7 +109,14 @@ class WorkloadService:
         self_selector: str,
         clock: Callable[[], datetime.datetime],
         enforcer: enforcement.Enforcer | None = None,
+        wait_for_sync: bool = False,
     ) -> None:
+        """``wait_for_sync``: hold reviews and status until :meth:`synced` (the operator).
+
+        At start-up the watches list every object; counting them all before the first
+        status write keeps a restart from writing ``violations`` twice (a partial count,
+        then the real one).
+        """
         self._gateway = gateway
         self._store = policies
         self._status = status
@@ -136,6 +143,8 @@ class WorkloadService:
         # Exemptions already announced as expired: (policy, uid, index, expires).
         self._expired_reported: set[tuple[str, str, int, datetime.datetime]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._synced = not wait_for_sync
+        self._syncing: asyncio.Lock | None = None
         self._wake: asyncio.Event | None = None
         self.writes = 0  # annotation patches done (probe, benchmark, tests)
         self.reviews = 0  # objects reviewed (probe, tests: "it has looked at it")
@@ -150,6 +159,37 @@ class WorkloadService:
         self._objects[key] = body
         await self._review(key)
         self._flush_status()
+
+    def prime(self, body: Mapping[str, Any]) -> None:
+        """The initial listing (an index handler): remember the object, review it later."""
+        if body.get("kind") in KINDS:
+            self._objects[key_of(body)] = body
+
+    async def synced(self) -> None:
+        """Every watch has listed its objects: count them all, then let status flow.
+
+        Called by every event handler before its work (kopf calls event handlers only
+        after all indexes are filled); the first call does the counting, concurrent
+        ones wait for it, later ones return at once. No writes happen here: the event
+        handlers, which follow for every listed object, do those.
+        """
+        if self._synced:
+            return
+        if self._syncing is None:
+            self._syncing = asyncio.Lock()
+        async with self._syncing:
+            if self._synced:
+                return
+            now = self._clock()
+            for n, (key, body) in enumerate(sorted(self._objects.items())):
+                self._evaluate(key, body, now)
+                if n % YIELD_EVERY == YIELD_EVERY - 1:
+                    await asyncio.sleep(0)
+            self._synced = True
+            self._status_dirty.update(p.name for p in self._store.valid())
+            self._flush_status()
+            log.info("workloads-synced", objects=len(self._objects))
+            self._poke()
 
     async def forget(self, body: Mapping[str, Any]) -> None:
         """A Pod or Deployment was deleted: drop everything we hold about it."""
@@ -250,6 +290,8 @@ class WorkloadService:
 
     async def run_due(self) -> datetime.datetime | None:
         """Do whatever is due now; return when something is due next (None: nothing)."""
+        if not self._synced:
+            return None  # synced() pokes the task when the initial listing is complete
         now = self._clock()
         next_expiry = await self._expire_exemptions(now)
         for key, at in list(self._retry.items()):
@@ -282,30 +324,40 @@ class WorkloadService:
             body = self._objects.get(key)
             if body is None:
                 return
-            kind, namespace, _ = key
-            ns_labels = self._namespaces.get(namespace)
-            if ns_labels is None:
-                # Not yet seen on the namespace watch: the selector cannot be decided, and
-                # deciding "no policy applies" would wrongly clear annotations.
-                self._waiting_for_namespace[namespace].add(key)
-                return
             now = self._clock()
-            matched = planning.matching_policies(
-                self._store.valid(),
-                namespace=namespace,
-                labels=ns_labels,
-                operator_namespace=self._operator_namespace,
-            )
-            verdict = review(body, matched, namespace=namespace, now=now)
-            if verdict.findings:
-                self._verdicts[key] = verdict
-            else:  # compliant objects are the many: keep nothing for them
-                self._verdicts.pop(key, None)
-            by_name = {p.name: p for p in matched}
-            items = violations.items_of(verdict.findings, policies=by_name, kind=kind)
-            self._set_contribution(key, _checks_by_policy(items))
+            evaluated = self._evaluate(key, body, now)
+            if evaluated is None:
+                return
+            verdict, items, matched = evaluated
             await self._sync_annotation(key, body, verdict, items, matched, now)
             self.reviews += 1  # counted when done, writes included
+
+    def _evaluate(
+        self, key: Key, body: Mapping[str, Any], now: datetime.datetime
+    ) -> tuple[planning.Verdict, tuple[violations.Item, ...], list[policy_model.Policy]] | None:
+        """Verdict and violation set of an object, counted for status; None if undecidable."""
+        kind, namespace, _ = key
+        ns_labels = self._namespaces.get(namespace)
+        if ns_labels is None:
+            # Not yet seen on the namespace watch: the selector cannot be decided, and
+            # deciding "no policy applies" would wrongly clear annotations.
+            self._waiting_for_namespace[namespace].add(key)
+            return None
+        matched = planning.matching_policies(
+            self._store.valid(),
+            namespace=namespace,
+            labels=ns_labels,
+            operator_namespace=self._operator_namespace,
+        )
+        verdict = review(body, matched, namespace=namespace, now=now)
+        if verdict.findings:
+            self._verdicts[key] = verdict
+        else:  # compliant objects are the many: keep nothing for them
+            self._verdicts.pop(key, None)
+        by_name = {p.name: p for p in matched}
+        items = violations.items_of(verdict.findings, policies=by_name, kind=kind)
+        self._set_contribution(key, _checks_by_policy(items))
+        return verdict, items, matched
 
     async def _sync_annotation(
         self,
@@ -515,6 +567,8 @@ class WorkloadService:
         return sum(by_check.values()), by_check
 
     def _flush_status(self) -> None:
+        if not self._synced:
+            return
         known = {p.name for p in self._store.valid()}
         for pol in sorted(self._status_dirty):
             if pol in known:
