@@ -180,6 +180,9 @@ class WorkloadService:
         async with self._syncing:
             if self._synced:
                 return
+            # Every listed object gets its own event handler call next, which reviews it;
+            # re-reviews asked for during the listing (policy changes) would only repeat it.
+            self._dirty.clear()
             now = self._clock()
             for n, (key, body) in enumerate(sorted(self._objects.items())):
                 self._evaluate(key, body, now)
