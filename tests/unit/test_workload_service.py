@@ -7,6 +7,8 @@ backoff on 429, rate limit, dry run).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 from collections.abc import Mapping
 from typing import Any
@@ -480,3 +482,21 @@ async def test_startup_counts_everything_before_the_first_status_write() -> None
     assert world.status.calls == 1
     assert world.status.violations == {"baseline": (3, {"privileged": 3})}
     assert world.gateway.patches == []  # counting writes nothing; the event handlers do
+
+
+async def test_background_task_wakes_for_new_eviction_candidates() -> None:
+    world = World(fakes.policy(mode="Enforce", grace=0))
+    task = asyncio.create_task(world.service.run())
+    try:
+        for _ in range(5):
+            await asyncio.sleep(0)  # the task is now idle, waiting without a deadline
+        await world.apply(fakes.privileged(fakes.compliant_pod()))
+        for _ in range(50):
+            if world.gateway.evictions:
+                break
+            await asyncio.sleep(0)
+        assert [r.name for r in world.gateway.evictions] == ["web"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

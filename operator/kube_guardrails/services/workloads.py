@@ -454,6 +454,7 @@ class WorkloadService:
                     since=since,
                 ),
             )
+            self._poke()  # the background task may be asleep until much later
         else:
             self.enforcer.forget(key)
 
