@@ -120,8 +120,11 @@ def configure(*, fmt: str, level: str) -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    setattr(handler, _MARK, True)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace our previous handler and any console handler (kopf's CLI installs one);
+    # keep others, such as a test runner's capturing handler.
+    root.handlers[:] = [h for h in root.handlers if not _replaceable(h)] + [handler]
     root.setLevel(LEVELS[level])
     for name, quiet in _QUIET.items():
         logging.getLogger(name).setLevel(max(quiet, LEVELS[level]))
@@ -130,6 +133,16 @@ def configure(*, fmt: str, level: str) -> None:
         kopf_logger = logging.getLogger(name)
         kopf_logger.handlers[:] = []
         kopf_logger.propagate = True
+
+
+_MARK = "_kube_guardrails_handler"
+
+
+def _replaceable(handler: logging.Handler) -> bool:
+    if getattr(handler, _MARK, False):
+        return True
+    stream = getattr(handler, "stream", None)
+    return type(handler) is logging.StreamHandler and stream in (sys.stderr, sys.stdout)
 
 
 def _passthrough(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -99,7 +99,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if not isinstance(config, guardrails_settings.Settings):
         config = settings_from_env()
         memo.settings = config
-    api_client = k8s_client.make_api_client(context=config.context)
+    try:
+        api_client = k8s_client.make_api_client(context=config.context)
+    except k8s_client.ApiError as e:  # no usable kube config: retrying will not help
+        raise kopf.PermanentError(str(e)) from None
     memo.api_client = api_client
     memo.policies = policies.PolicyStore()
     memo.status = status.StatusBatcher(
@@ -156,6 +159,25 @@ def ensure_started(memo: kopf.Memo) -> None:
     if not queue.started:
         queue.start()
         log.info("caches-synced", namespaces=len(memo.inventory.namespace_names()))
+
+
+@kopf.on.probe(id="hardening")
+def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    """Shown by the liveness endpoint: is the operator caught up with the cluster?"""
+    queue: workqueue.WorkQueue[str] | None = memo.get("queue")
+    batcher: status.StatusBatcher | None = memo.get("status")
+    service: hardening.HardeningService | None = memo.get("hardening")
+    if queue is None or batcher is None or service is None:
+        return {"synced": False}
+    return {
+        "synced": queue.started,
+        "busy": queue.busy,
+        "reconciled": queue.processed,
+        "failed": queue.failed,
+        "statusPending": len(batcher.pending()),
+        "statusRecounts": service.published,
+        "statusWrites": batcher.writes,
+    }
 
 
 @kopf.on.cleanup()

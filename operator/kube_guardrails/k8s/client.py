@@ -74,8 +74,13 @@ def make_configuration(*, context: str | None) -> kubernetes.client.Configuratio
         kubernetes.config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     else:
         try:
+            # KUBECONFIG is read now, not at import time (the client's own default is
+            # frozen when the kubernetes package is first imported).
             kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-                context=context, client_configuration=cfg, persist_config=False
+                config_file=os.environ.get("KUBECONFIG") or None,
+                context=context,
+                client_configuration=cfg,
+                persist_config=False,
             )
         except kubernetes.config.ConfigException as e:
             where = f"context {context!r}" if context else "the current context"
@@ -151,7 +156,7 @@ def request(
     """One API request with a JSON body; returns the decoded response or raises ApiError."""
     full_path = path + ("?" + urllib.parse.urlencode(dict(query)) if query else "")
     try:
-        url, http_method, headers, serialized, _ = api_client.param_serialize(
+        http_method, url, headers, serialized, _ = api_client.param_serialize(
             method=method,
             resource_path=full_path,
             header_params={"Content-Type": content_type, "Accept": JSON},

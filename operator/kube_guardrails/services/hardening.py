@@ -259,6 +259,7 @@ class HardeningService:
         self._lock = threading.Lock()
         # (namespace, plural) -> fingerprint of the desired object we last saw in place.
         self._applied: dict[tuple[str, str], str] = {}
+        self.published = 0  # status recounts pushed (the liveness probe shows it)
 
     @property
     def inventory(self) -> Inventory:
@@ -494,6 +495,7 @@ class HardeningService:
             return
         for name, (matched, hardened) in self.counts().items():
             self._status.set_namespaces(name, matched=matched, hardened=hardened)
+        self.published += 1
 
     # ------------------------------------------------------------------ fan-out
 

@@ -201,7 +201,7 @@ class StatusBatcher:
             try:
                 exists = self._write(name, patch)
             except Exception as e:  # an outage: keep the desired state, retry next round
-                log.warning("status-write-failed", policy=name, error=str(e)[:300])
+                log.warning("status-write-failed", policy=name, error=repr(e)[:300])
                 continue
             with self._lock:
                 state = self._states.get(name)

@@ -84,6 +84,11 @@ class WorkQueue(Generic[K]):
     def __len__(self) -> int:
         return len(self._order)
 
+    @property
+    def busy(self) -> int:
+        """Keys queued or being processed right now."""
+        return len(self._order) + len(self._processing)
+
     # ------------------------------------------------------------------ running
 
     def start(self) -> None:
@@ -133,7 +138,7 @@ class WorkQueue(Generic[K]):
                     key=str(key),
                     attempt=failures,
                     retry_in=round(delay, 2),
-                    error=str(e)[:300],
+                    error=repr(e)[:300],
                 )
                 self.add_after(key, delay)
             else:
