@@ -196,8 +196,8 @@ class GuardrailsEmulator(kmock.KubernetesEmulator):
 
     # ------------------------------------------------------------------ objects
 
-    def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:
-        """The current object, or None if absent or deleted."""
+    def read(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The current object, or None if absent or deleted (``get`` is kmock's HTTP GET)."""
         for (res, ns, obj_name), obj in self.objects.items():
             if res == resource and ns == namespace and obj_name == name and not obj.deleted:
                 return dict(obj.raw)

@@ -38,8 +38,8 @@ async def create(api: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
 
 def hardened(emulator: kmock_support.GuardrailsEmulator, ns: str) -> bool:
     return bool(
-        emulator.get(NP, ns, builders.NETWORK_POLICY_NAME)
-        and emulator.get(LR, ns, builders.LIMIT_RANGE_NAME)
+        emulator.read(NP, ns, builders.NETWORK_POLICY_NAME)
+        and emulator.read(LR, ns, builders.LIMIT_RANGE_NAME)
     )
 
 
@@ -49,7 +49,7 @@ def events(
     out = []
     for ev_name in emulator.names(EVENTS):
         for ns in ("default", name):
-            ev = emulator.get(EVENTS, ns, ev_name)
+            ev = emulator.read(EVENTS, ns, ev_name)
             if ev and ev["reason"] == reason and ev["involvedObject"]["name"] == name:
                 out.append(ev)
     return out
@@ -63,7 +63,7 @@ async def test_namespace_existing_at_startup_is_hardened(
     async with operator_factory() as op:
         await eventually(lambda: hardened(emulator, "team-a"), what="team-a hardened")
         await op.caught_up()
-    np = emulator.get(NP, "team-a", builders.NETWORK_POLICY_NAME)
+    np = emulator.read(NP, "team-a", builders.NETWORK_POLICY_NAME)
     assert np is not None
     assert np["metadata"]["labels"] == {
         "app.kubernetes.io/managed-by": "kube-guardrails",

@@ -131,6 +131,9 @@ async def test_namespace_watch_streams_changes(emulator: kmock_support.Guardrail
     await _json(emulator, "POST", "/api/v1/namespaces", json={"metadata": {"name": "late"}})
     await asyncio.wait_for(task, timeout=5)
     assert seen == [("ADDED", "early"), ("ADDED", "late")]
+    # The server side of a closed watch notices only when it next writes: give it a
+    # change to write, so it ends now rather than at server shutdown.
+    await _json(emulator, "POST", "/api/v1/namespaces", json={"metadata": {"name": "after"}})
 
 
 async def test_request_accounting(emulator: kmock_support.GuardrailsEmulator) -> None:
