@@ -162,7 +162,8 @@ class StatusBatcher:
                 current.get("status"),
                 current.get("reason"),
                 current.get("message"),
-            ) != (status, reason, message):
+                current.get("observedGeneration", st.generation),
+            ) != (status, reason, message, st.generation):
                 transition = (
                     current.get("lastTransitionTime")
                     if current is not None and current.get("status") == status
