@@ -1,0 +1,538 @@
+"""The hardening use case against a fake gateway: situation -> exactly these writes."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import pytest
+
+from kube_guardrails import builders
+from kube_guardrails.k8s import client as k8s_client
+from kube_guardrails.services import hardening, policies, status
+
+NP, LR, RQ = builders.NETWORK_POLICY, builders.LIMIT_RANGE, builders.RESOURCE_QUOTA
+
+
+@dataclasses.dataclass
+class FakeGateway:
+    """An in-memory API: objects by (plural, namespace); records every write."""
+
+    objects: dict[tuple[str, str], dict[str, Any]] = dataclasses.field(default_factory=dict)
+    writes: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    events: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    fail: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)  # (verb, kind)
+    version: int = 100
+
+    def _error(self, verb: str, kind: builders.Kind) -> None:
+        status_code = self.fail.pop((verb, kind.kind), None)
+        if status_code is not None:
+            raise k8s_client.ApiError(
+                status=status_code,
+                reason="Injected",
+                message="injected",
+                method=verb,
+                path=kind.plural,
+            )
+
+    def _stored(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        self.version += 1
+        out = copy.deepcopy(dict(obj))
+        out["metadata"]["resourceVersion"] = str(self.version)
+        return out
+
+    def create(self, kind: builders.Kind, obj: Mapping[str, Any]) -> dict[str, Any]:
+        ns = obj["metadata"]["namespace"]
+        self.writes.append(("create", kind.kind, ns))
+        self._error("create", kind)
+        if (kind.plural, ns) in self.objects:
+            raise k8s_client.ApiError(
+                status=409, reason="AlreadyExists", message="exists", method="POST", path=""
+            )
+        stored = self.objects[kind.plural, ns] = self._stored(obj)
+        return copy.deepcopy(stored)
+
+    def patch(
+        self, kind: builders.Kind, *, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        self.writes.append(("patch", kind.kind, namespace))
+        self._error("patch", kind)
+        current = self.objects[kind.plural, namespace]
+        merged = _merge(current, patch)
+        stored = self.objects[kind.plural, namespace] = self._stored(merged)
+        return copy.deepcopy(stored)
+
+    def delete(self, kind: builders.Kind, *, namespace: str, name: str) -> bool:
+        self.writes.append(("delete", kind.kind, namespace))
+        self._error("delete", kind)
+        return self.objects.pop((kind.plural, namespace), None) is not None
+
+    def get(self, kind: builders.Kind, *, namespace: str, name: str) -> dict[str, Any] | None:
+        obj = self.objects.get((kind.plural, namespace))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def post_event(
+        self,
+        *,
+        regarding: Mapping[str, Any],
+        type: Literal["Normal", "Warning"],
+        reason: str,
+        message: str,
+        action: str,
+    ) -> None:
+        self.events.append((type, reason, str(regarding["name"])))
+
+
+def _merge(base: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    out = dict(base) if isinstance(base, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge(out.get(key), value)
+    return out
+
+
+def gp(name: str = "baseline", *, uid: str = "", gen: int = 1, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "uid": uid or f"uid-{name}", "generation": gen},
+        "spec": spec,
+    }
+
+
+def ns_obj(name: str, *, phase: str = "Active", **labels: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "uid": f"uid-{name}", "labels": labels},
+        "status": {"phase": phase},
+    }
+
+
+@dataclasses.dataclass
+class World:
+    gateway: FakeGateway
+    inventory: hardening.Inventory
+    store: policies.PolicyStore
+    service: hardening.HardeningService
+
+    def watch_sync(self) -> None:
+        """Deliver the API's current objects to the inventory, as the watches would."""
+        for kind in builders.MANAGED_KINDS:
+            for (plural, ns), obj in list(self.gateway.objects.items()):
+                if plural == kind.plural:
+                    self.inventory.put_object(kind, obj, watched=True)
+            for name in self.inventory.namespace_names():
+                if (kind.plural, name) not in self.gateway.objects:
+                    self.inventory.remove_object(kind, name)
+
+    def put_live(self, kind: builders.Kind, obj: dict[str, Any]) -> None:
+        ns = obj["metadata"]["namespace"]
+        self.gateway.objects[kind.plural, ns] = copy.deepcopy(obj)
+        self.inventory.put_object(kind, obj, watched=True)
+
+    def reset(self) -> None:
+        self.gateway.writes.clear()
+        self.gateway.events.clear()
+
+
+def make_world(*pols: dict[str, Any], namespaces: tuple[str, ...] = ("team-a",)) -> World:
+    gateway = FakeGateway()
+    inventory = hardening.Inventory()
+    store = policies.PolicyStore()
+    for pol in pols:
+        store.upsert(pol)
+    for name in namespaces:
+        inventory.put_namespace(ns_obj(name))
+    service = hardening.HardeningService(
+        gateway=gateway,
+        inventory=inventory,
+        policies=store,
+        status=None,
+        operator_namespace="kube-guardrails-system",
+    )
+    return World(gateway=gateway, inventory=inventory, store=store, service=service)
+
+
+def harden_first(world: World) -> None:
+    world.service.reconcile("team-a")
+    world.watch_sync()
+    world.reset()
+
+
+Step = Callable[[World], None]
+
+
+def nothing(world: World) -> None:
+    pass
+
+
+def delete_live(kind: builders.Kind) -> Step:
+    def step(world: World) -> None:
+        world.gateway.objects.pop((kind.plural, "team-a"))
+        world.inventory.remove_object(kind, "team-a")
+
+    return step
+
+
+def edit_live(kind: builders.Kind, edit: Callable[[dict[str, Any]], None]) -> Step:
+    def step(world: World) -> None:
+        obj = world.gateway.objects[kind.plural, "team-a"]
+        edit(obj)
+        world.inventory.put_object(kind, obj, watched=False)
+
+    return step
+
+
+def update_policy(**spec: Any) -> Step:
+    def step(world: World) -> None:
+        world.store.upsert(gp(gen=2, **spec))
+
+    return step
+
+
+def relabel(**labels: str) -> Step:
+    def step(world: World) -> None:
+        world.inventory.put_namespace(ns_obj("team-a", **labels))
+
+    return step
+
+
+def foreign(kind: builders.Kind) -> Step:
+    def step(world: World) -> None:
+        world.put_live(
+            kind,
+            {
+                "metadata": {"name": kind.name, "namespace": "team-a", "labels": {"mine": "yes"}},
+                "spec": {"podSelector": {}},
+            },
+        )
+
+    return step
+
+
+def lr_cpu(cpu: str) -> Callable[[dict[str, Any]], None]:
+    def edit(obj: dict[str, Any]) -> None:
+        obj["spec"]["limits"][0]["default"]["cpu"] = cpu
+
+    return edit
+
+
+CREATE_BOTH = [("create", "NetworkPolicy", "team-a"), ("create", "LimitRange", "team-a")]
+HARDENED_EVENT = [("Normal", "NamespaceHardened", "team-a")]
+RESTORED_EVENT = [("Warning", "HardeningRestored", "team-a")]
+SELECTED = {"namespaceSelector": {"matchLabels": {"guardrails": "on"}}}
+
+
+@pytest.mark.parametrize(
+    ("pols", "first", "then", "writes", "events"),
+    [
+        pytest.param([gp()], False, nothing, CREATE_BOTH, HARDENED_EVENT, id="new-namespace"),
+        pytest.param([gp()], True, nothing, [], [], id="in-place-zero-writes"),
+        pytest.param([], False, nothing, [], [], id="no-policy-no-writes"),
+        pytest.param(
+            [gp(hardening={"resourceQuota": {"enabled": True, "hard": {"pods": "9"}}})],
+            False,
+            nothing,
+            [*CREATE_BOTH, ("create", "ResourceQuota", "team-a")],
+            HARDENED_EVENT,
+            id="with-quota",
+        ),
+        pytest.param(
+            [gp()], True, delete_live(NP), [CREATE_BOTH[0]], RESTORED_EVENT, id="np-deleted"
+        ),
+        pytest.param(
+            [gp()],
+            True,
+            edit_live(LR, lr_cpu("8")),
+            [("patch", "LimitRange", "team-a")],
+            RESTORED_EVENT,
+            id="lr-edited",
+        ),
+        pytest.param(
+            [gp()],
+            True,
+            edit_live(LR, lr_cpu("0.5")),
+            [],
+            [],
+            id="lr-same-quantity-other-spelling",
+        ),
+        pytest.param(
+            [gp()],
+            True,
+            update_policy(hardening={"limitRange": {"default": {"cpu": "1"}}}),
+            [("patch", "LimitRange", "team-a")],
+            [],
+            id="policy-change-rolled-out-quietly",
+        ),
+        pytest.param(
+            [gp()],
+            True,
+            update_policy(hardening={"networkPolicy": {"enabled": False}}),
+            [("delete", "NetworkPolicy", "team-a")],
+            [],
+            id="policy-disables-network-policy",
+        ),
+        pytest.param(
+            [gp(**SELECTED)],
+            False,
+            relabel(guardrails="on"),
+            CREATE_BOTH,
+            HARDENED_EVENT,
+            id="namespace-starts-matching",
+        ),
+        pytest.param(
+            [gp(**SELECTED)],
+            False,
+            nothing,
+            [],
+            [],
+            id="namespace-not-selected",
+        ),
+        pytest.param(
+            [gp(excludeNamespaces=["team-*"])], False, nothing, [], [], id="excluded-by-glob"
+        ),
+        pytest.param(
+            [gp()],
+            False,
+            foreign(NP),
+            [CREATE_BOTH[1]],
+            HARDENED_EVENT,
+            id="foreign-object-with-our-name-untouched",
+        ),
+        pytest.param(
+            [gp(), gp("zz-high", priority=10, hardening={"limitRange": {"enabled": False}})],
+            True,
+            nothing,
+            [],
+            [],
+            id="in-place-with-two-policies",
+        ),
+    ],
+)
+def test_reconcile(
+    pols: list[dict[str, Any]],
+    first: bool,
+    then: Step,
+    writes: list[tuple[str, str, str]],
+    events: list[tuple[str, str, str]],
+) -> None:
+    world = make_world(*pols)
+    if first:
+        harden_first(world)
+    then(world)
+    world.service.reconcile("team-a")
+    assert world.gateway.writes == writes
+    assert world.gateway.events == events
+    # Converged: a second pass (a resync) changes nothing.
+    world.watch_sync()
+    world.reset()
+    world.service.reconcile("team-a")
+    assert world.gateway.writes == []
+    assert world.gateway.events == []
+
+
+def test_namespace_that_stops_matching_is_unhardened() -> None:
+    world = make_world(gp(**SELECTED))
+    relabel(guardrails="on")(world)
+    harden_first(world)
+    relabel()(world)
+    result = world.service.reconcile("team-a")
+    assert world.gateway.writes == [
+        ("delete", "NetworkPolicy", "team-a"),
+        ("delete", "LimitRange", "team-a"),
+    ]
+    assert result.policy is None and world.gateway.objects == {}
+
+
+def test_foreign_object_is_never_deleted() -> None:
+    world = make_world(gp(**SELECTED))
+    foreign(NP)(world)
+    world.service.reconcile("team-a")
+    assert world.gateway.writes == []
+    assert (NP.plural, "team-a") in world.gateway.objects
+
+
+@pytest.mark.parametrize(
+    ("pols", "governing"),
+    [
+        pytest.param([gp("b"), gp("a")], "a", id="tie-by-name"),
+        pytest.param([gp("a"), gp("b", priority=1)], "b", id="priority-wins"),
+        pytest.param([gp("a", priority=-1), gp("b")], "b", id="negative-priority"),
+    ],
+)
+def test_governing_policy_labels_the_objects(pols: list[dict[str, Any]], governing: str) -> None:
+    world = make_world(*pols)
+    world.service.reconcile("team-a")
+    obj = world.gateway.objects[NP.plural, "team-a"]
+    assert obj["metadata"]["labels"]["kube-guardrails.io/policy"] == governing
+    assert obj["metadata"]["ownerReferences"][0]["uid"] == f"uid-{governing}"
+
+
+def test_takeover_by_higher_priority_policy_replaces_owner() -> None:
+    world = make_world(gp("a"))
+    harden_first(world)
+    world.store.upsert(gp("b", priority=5))
+    world.service.reconcile("team-a")
+    assert world.gateway.writes == [
+        ("patch", "NetworkPolicy", "team-a"),
+        ("patch", "LimitRange", "team-a"),
+    ]
+    owners = world.gateway.objects[NP.plural, "team-a"]["metadata"]["ownerReferences"]
+    assert [o["name"] for o in owners] == ["b"]
+
+
+@pytest.mark.parametrize(
+    ("namespace", "phase"),
+    [
+        pytest.param("team-a", "Terminating", id="terminating"),
+        pytest.param("gone", None, id="deleted"),
+        pytest.param("kube-system", "Active", id="system-namespace"),
+        pytest.param("kube-guardrails-system", "Active", id="operator-namespace"),
+    ],
+)
+def test_namespaces_left_alone(namespace: str, phase: str | None) -> None:
+    world = make_world(gp(), namespaces=())
+    if phase is not None:
+        world.inventory.put_namespace(ns_obj(namespace, phase=phase))
+    world.service.reconcile(namespace)
+    assert world.gateway.writes == []
+
+
+# ------------------------------------------------------------------ API errors
+
+
+def test_conflict_on_create_with_our_object_in_place_writes_nothing_more() -> None:
+    world = make_world(gp())
+    harden_first(world)
+    world.inventory.remove_object(NP, "team-a")  # our cache missed it (a lost event)
+    world.service.reconcile("team-a")
+    assert world.gateway.writes == [("create", "NetworkPolicy", "team-a")]  # 409, then a GET
+    assert world.inventory.object(NP, "team-a") is not None
+
+
+def test_conflict_on_create_with_foreign_object_leaves_it() -> None:
+    world = make_world(gp())
+    world.gateway.objects[NP.plural, "team-a"] = {
+        "metadata": {"name": NP.name, "namespace": "team-a", "labels": {}},
+        "spec": {},
+    }
+    result = world.service.reconcile("team-a")
+    assert result.skipped_foreign == ["NetworkPolicy"]
+    assert world.gateway.objects[NP.plural, "team-a"]["spec"] == {}
+
+
+def test_namespace_deleted_meanwhile_is_not_an_error() -> None:
+    world = make_world(gp())
+    world.gateway.fail = {("create", "NetworkPolicy"): 404, ("create", "LimitRange"): 404}
+    result = world.service.reconcile("team-a")
+    assert result.writes and world.gateway.events == []
+
+
+@pytest.mark.parametrize("code", [500, 503, 429, 0], ids=lambda c: f"status-{c}")
+def test_outage_is_raised_for_retry_and_converges_after(code: int) -> None:
+    world = make_world(gp())
+    world.gateway.fail = {("create", "LimitRange"): code}
+    with pytest.raises(k8s_client.ApiError):
+        world.service.reconcile("team-a")
+    world.watch_sync()
+    world.reset()
+    world.service.reconcile("team-a")
+    assert world.gateway.writes == [("create", "LimitRange", "team-a")]
+
+
+def test_stale_watch_event_is_ignored() -> None:
+    inventory = hardening.Inventory()
+    new = {"metadata": {"name": NP.name, "namespace": "a", "resourceVersion": "20"}}
+    old = {"metadata": {"name": NP.name, "namespace": "a", "resourceVersion": "10"}}
+    assert inventory.put_object(NP, new, watched=False)
+    assert not inventory.put_object(NP, old, watched=True)
+    assert inventory.object(NP, "a") == new
+
+
+# ------------------------------------------------------------------ status counters
+
+
+def test_counts_and_status() -> None:
+    world = make_world(
+        gp("a"), gp("b", priority=1, **SELECTED), namespaces=("team-a", "team-b", "kube-system")
+    )
+    world.inventory.put_namespace(ns_obj("team-b", guardrails="on"))
+    for name in ("team-a", "team-b"):
+        world.service.reconcile(name)
+    assert world.service.counts() == {"a": (2, 1), "b": (1, 1)}
+    written: list[tuple[str, Mapping[str, Any]]] = []
+    batcher = status.StatusBatcher(write=lambda n, p: written.append((n, p)) or True, interval=1)
+    world.service._status = batcher  # noqa: SLF001  (tests wire the batcher in late)
+    world.service.publish_status()
+    batcher.flush()
+    assert sorted(written) == [
+        ("a", {"namespaces": {"matched": 2, "hardened": 1}}),
+        ("b", {"namespaces": {"matched": 1, "hardened": 1}}),
+    ]
+
+
+def test_affected_by_policy_covers_old_and_new_selection() -> None:
+    world = make_world(namespaces=("x", "y", "z"))
+    world.inventory.put_namespace(ns_obj("x", tier="1"))
+    world.inventory.put_namespace(ns_obj("y", tier="2"))
+    old = world.store.upsert(gp(namespaceSelector={"matchLabels": {"tier": "1"}})).policy
+    new = world.store.upsert(gp(namespaceSelector={"matchLabels": {"tier": "2"}})).policy
+    assert world.service.affected_by_policy(old, new) == ["x", "y"]
+
+
+@pytest.mark.parametrize(
+    ("live", "desired", "patch"),
+    [
+        pytest.param(
+            {"metadata": {"labels": {"x": "1"}}, "spec": {"a": 1, "b": {"c": 1, "d": 2}}},
+            {"metadata": {"labels": {"m": "k"}}, "spec": {"b": {"c": 2}}},
+            {"metadata": {"labels": {"m": "k"}}, "spec": {"b": {"c": 2, "d": None}, "a": None}},
+            id="removes-unwanted-keys",
+        ),
+        pytest.param(
+            {
+                "metadata": {
+                    "ownerReferences": [
+                        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
+                        {"apiVersion": "kube-guardrails.io/v1alpha1", "kind": "GuardrailPolicy"},
+                    ]
+                },
+                "spec": {},
+            },
+            {
+                "metadata": {
+                    "labels": {},
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "kube-guardrails.io/v1alpha1",
+                            "kind": "GuardrailPolicy",
+                            "name": "p",
+                        }
+                    ],
+                },
+                "spec": {},
+            },
+            {
+                "metadata": {
+                    "labels": {},
+                    "ownerReferences": [
+                        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
+                        {
+                            "apiVersion": "kube-guardrails.io/v1alpha1",
+                            "kind": "GuardrailPolicy",
+                            "name": "p",
+                        },
+                    ],
+                },
+                "spec": {},
+            },
+            id="keeps-other-owners",
+        ),
+    ],
+)
+def test_merge_patch(live: dict[str, Any], desired: dict[str, Any], patch: dict[str, Any]) -> None:
+    assert hardening.merge_patch(live, desired) == patch
