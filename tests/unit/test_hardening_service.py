@@ -122,7 +122,7 @@ class World:
     def watch_sync(self) -> None:
         """Deliver the API's current objects to the inventory, as the watches would."""
         for kind in builders.MANAGED_KINDS:
-            for (plural, ns), obj in list(self.gateway.objects.items()):
+            for (plural, _ns), obj in list(self.gateway.objects.items()):
                 if plural == kind.plural:
                     self.inventory.put_object(kind, obj, watched=True)
             for name in self.inventory.namespace_names():
@@ -139,7 +139,11 @@ class World:
         self.gateway.events.clear()
 
 
-def make_world(*pols: dict[str, Any], namespaces: tuple[str, ...] = ("team-a",)) -> World:
+def make_world(
+    *pols: dict[str, Any],
+    namespaces: tuple[str, ...] = ("team-a",),
+    batcher: status.StatusBatcher | None = None,
+) -> World:
     gateway = FakeGateway()
     inventory = hardening.Inventory()
     store = policies.PolicyStore()
@@ -151,7 +155,7 @@ def make_world(*pols: dict[str, Any], namespaces: tuple[str, ...] = ("team-a",))
         gateway=gateway,
         inventory=inventory,
         policies=store,
-        status=None,
+        status=batcher,
         operator_namespace="kube-guardrails-system",
     )
     return World(gateway=gateway, inventory=inventory, store=store, service=service)
@@ -457,16 +461,23 @@ def test_stale_watch_event_is_ignored() -> None:
 
 
 def test_counts_and_status() -> None:
+    written: list[tuple[str, Mapping[str, Any]]] = []
+
+    def write(name: str, patch: Mapping[str, Any]) -> bool:
+        written.append((name, patch))
+        return True
+
+    batcher = status.StatusBatcher(write=write, interval=1)
     world = make_world(
-        gp("a"), gp("b", priority=1, **SELECTED), namespaces=("team-a", "team-b", "kube-system")
+        gp("a"),
+        gp("b", priority=1, **SELECTED),
+        namespaces=("team-a", "team-b", "kube-system"),
+        batcher=batcher,
     )
     world.inventory.put_namespace(ns_obj("team-b", guardrails="on"))
     for name in ("team-a", "team-b"):
         world.service.reconcile(name)
     assert world.service.counts() == {"a": (2, 1), "b": (1, 1)}
-    written: list[tuple[str, Mapping[str, Any]]] = []
-    batcher = status.StatusBatcher(write=lambda n, p: written.append((n, p)) or True, interval=1)
-    world.service._status = batcher  # noqa: SLF001  (tests wire the batcher in late)
     world.service.publish_status()
     batcher.flush()
     assert sorted(written) == [
