@@ -5,7 +5,9 @@ annotation ``kube-guardrails.io/violations`` says which checks of which policies
 object fails, in a canonical form, so that a restart or a resync can tell "same as
 before, say nothing" from "changed, tell the developer". A second annotation,
 ``kube-guardrails.io/violations-since``, records when the current set was first seen,
-so that Enforce's grace period survives restarts.
+so that Enforce's grace period survives restarts. It restarts whenever the set
+changes (including an item gaining ``!`` because its policy switched to Enforce), so
+every newly evictable violation gets a full grace period and an Event first.
 
 Annotation format (documented in the README; stable, tests pin it)::
 
