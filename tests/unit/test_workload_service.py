@@ -500,3 +500,22 @@ async def test_background_task_wakes_for_new_eviction_candidates() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_switching_to_enforce_announces_and_restarts_the_grace_period() -> None:
+    world = World(fakes.policy(mode="Audit", grace=60))
+    body = fakes.privileged(fakes.compliant_pod())
+    await world.apply(body)
+    world.clock.advance(3600)  # an old violation, tolerated in Audit mode
+    world.store.upsert(fakes.policy(mode="Enforce", grace=60))
+    await world.tick()
+    assert annotations(world.current(body)) == {
+        ANN: "baseline/privileged(app)!",
+        SINCE: "2026-11-23T13:00:00Z",
+    }
+    assert world.gateway.reasons() == ["GuardrailViolation", "GuardrailViolation"]
+    assert "evicted after 60s unless fixed" in world.gateway.events[1].message
+    await world.tick(59)
+    assert world.gateway.evictions == []
+    await world.tick(1)
+    assert len(world.gateway.evictions) == 1
