@@ -146,3 +146,15 @@ async def test_request_accounting(emulator: kmock_support.GuardrailsEmulator) ->
         "GET namespaces": 1,
     }
     assert [emulator.describe(r) for r in emulator.writes_since(mark)] == ["POST namespaces"]
+
+
+async def test_user_reactions_still_win_over_the_emulator(
+    emulator: kmock_support.GuardrailsEmulator,
+) -> None:
+    await _json(emulator, "POST", "/api/v1/namespaces", json={"metadata": {"name": "a"}})
+    emulator["get /api/v1/namespaces/a"][:1] << 503  # first read fails, later ones pass
+    emulator["delete /api/v1/namespaces/a"] << 409
+    assert (await _json(emulator, "GET", "/api/v1/namespaces/a"))[0] == 503
+    assert (await _json(emulator, "GET", "/api/v1/namespaces/a"))[0] == 200
+    assert (await _json(emulator, "DELETE", "/api/v1/namespaces/a"))[0] == 409
+    assert (await _json(emulator, "GET", "/api/v1/namespaces/b"))[0] == 404
