@@ -19,6 +19,9 @@ import pytest
 from conftest import POLICIES, Operator, eventually
 
 from kube_guardrails import violations
+from kube_guardrails.k8s import client as k8s_client
+from kube_guardrails.k8s import workloads as k8s_workloads
+from kube_guardrails.services import enforcement
 
 Api = Callable[..., Awaitable[Any]]
 NS = "team-a"
@@ -383,3 +386,67 @@ async def test_dry_run_does_not_evict(
     assert received == []
     assert pod_deletes(emulator) == 0
     assert len(events(emulator, reason="GuardrailEviction")) == 1
+
+
+# --------------------------------------------------------------------------- k8s adapter
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        pytest.param(201, "evicted", id="201-evicted"),
+        pytest.param(429, "blocked", id="429-pdb"),
+        pytest.param(404, "gone", id="404-gone"),
+        pytest.param(409, "failed", id="409-precondition"),
+        pytest.param(500, "failed", id="500-several-pdbs"),
+    ],
+)
+async def test_gateway_eviction_results(
+    kubeconfig: Any,
+    emulator: kmock_support.GuardrailsEmulator,
+    api: Api,
+    answer: int,
+    expected: str,
+) -> None:
+    def react(request: kmock.Request) -> kmock.Response:
+        return kmock.Response(
+            status=answer, payload={"apiVersion": "v1", "kind": "Status", "code": answer}
+        )
+
+    emulator[f"post {EVICTION}"] << react
+    await api("POST", "/api/v1/namespaces", json={"metadata": {"name": NS}})
+    await create(api, pod(privileged=True))
+    gateway = k8s_workloads.Gateway(k8s_client.make_api_client(context="kmock"))
+    ref = enforcement.ObjectRef.of(stored(emulator, "Pod"))
+    mark = emulator.mark()
+    assert await gateway.evict(ref) == expected
+    assert [emulator.describe(r) for r in emulator.writes_since(mark)] == ["POST pods/eviction"]
+
+
+async def test_gateway_patches_only_annotations_and_removes_them(
+    kubeconfig: Any, emulator: kmock_support.GuardrailsEmulator, api: Api
+) -> None:
+    await api("POST", "/api/v1/namespaces", json={"metadata": {"name": NS}})
+    obj = pod()
+    obj["metadata"]["annotations"] = {"team": "a"}
+    await create(api, obj)
+    gateway = k8s_workloads.Gateway(k8s_client.make_api_client(context="kmock"))
+    ref = enforcement.ObjectRef.of(stored(emulator, "Pod"))
+    before = stored(emulator, "Pod")
+
+    patched = await gateway.patch_annotations(ref, {ANN: "baseline/privileged(app)"})
+    assert patched is not None
+    assert patched["metadata"]["annotations"] == {"team": "a", ANN: "baseline/privileged(app)"}
+    [request] = emulator.writes_since(0)[-1:]
+    assert request.params == {"fieldManager": "kube-guardrails"}
+    # Only metadata: our annotation and the uid guard (the emulator adds resourceVersion).
+    assert set(request.data) == {"metadata"}
+    assert request.data["metadata"]["annotations"] == {ANN: "baseline/privileged(app)"}
+    assert request.data["metadata"]["uid"] == ref.uid
+    assert stored(emulator, "Pod")["spec"] == before["spec"]
+
+    await gateway.patch_annotations(ref, {ANN: None})
+    assert stored(emulator, "Pod")["metadata"]["annotations"] == {"team": "a"}
+
+    gone = enforcement.ObjectRef(api_version="v1", kind="Pod", name="nope", namespace=NS)
+    assert await gateway.patch_annotations(gone, {ANN: None}) is None
