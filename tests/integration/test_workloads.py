@@ -16,14 +16,15 @@ from typing import Any
 import kmock
 import kmock_support
 import pytest
-from conftest import POLICIES, Operator, eventually
+from operator_support import Operator, OperatorFactory, eventually
 
-from kube_guardrails import violations
+from kube_guardrails import API_GROUP, API_VERSION, PLURAL, violations
 from kube_guardrails.k8s import client as k8s_client
 from kube_guardrails.k8s import workloads as k8s_workloads
 from kube_guardrails.services import enforcement
 
 Api = Callable[..., Awaitable[Any]]
+POLICIES = f"{API_GROUP}/{API_VERSION}/{PLURAL}"
 NS = "team-a"
 ANN = violations.ANNOTATION_VIOLATIONS
 SINCE = violations.ANNOTATION_SINCE
@@ -307,6 +308,33 @@ async def test_compliant_pod_gets_no_write(
     assert writes == {"POST pods": 1, "POST deployments": 1}, writes
     assert events(emulator, kind="Pod") == []
     assert events(emulator, kind="Deployment") == []
+
+
+async def test_restart_writes_nothing_for_known_violations(
+    workloads_on: None,
+    emulator: kmock_support.GuardrailsEmulator,
+    api: Api,
+    operator_factory: OperatorFactory,
+) -> None:
+    await setup(api, policy())
+    async with operator_factory() as first:
+        await ready(first, "baseline")
+        await create(api, pod(privileged=True))
+        await eventually(lambda: ANN in annotations(emulator, "Pod"), what="annotation")
+        await eventually(lambda: events(emulator), what="Warning Event")
+    annotated = annotations(emulator, "Pod")
+    mark = emulator.mark()
+    async with operator_factory() as second:
+        await ready(second, "baseline")
+        await reviewed(second, 0)
+    writes = [
+        emulator.describe(r)
+        for r in emulator.writes_since(mark)
+        if r.resource is not None and r.resource.plural in ("pods", "events")
+    ]
+    assert writes == []  # the annotation is the memory: same set, nothing to say
+    assert annotations(emulator, "Pod") == annotated
+    assert len(events(emulator)) == 1
 
 
 # --------------------------------------------------------------------------- Enforce
