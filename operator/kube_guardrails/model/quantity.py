@@ -38,8 +38,26 @@ class QuantityError(ValueError):
     """A string that is not a Kubernetes quantity."""
 
 
+# Parsed strings: the same few quantities ("100m", "128Mi") recur in every pod spec, and
+# the resources check parses each container's; Decimals are immutable, so sharing is safe.
+_PARSED: dict[str, decimal.Decimal] = {}
+_PARSED_MAX = 4096
+
+
 def parse_quantity(value: object) -> decimal.Decimal:
     """Return the quantity as a Decimal in base units; raise QuantityError if malformed."""
+    if type(value) is str:
+        cached = _PARSED.get(value)
+        if cached is None:
+            cached = _parse(value)
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[value] = cached
+        return cached
+    return _parse(value)
+
+
+def _parse(value: object) -> decimal.Decimal:
     if isinstance(value, bool):
         raise QuantityError(f"{value!r} is not a quantity")
     if isinstance(value, int | float):
