@@ -254,7 +254,6 @@ def new_service(gateway: CountingGateway, store: policies.PolicyStore) -> worklo
         policies=store,
         status=Nothing(),
         operator_namespace="kube-guardrails-system",
-        self_selector="app.kubernetes.io/name=kube-guardrails",
         clock=lambda: NOW,
     )
     for i in range(20):

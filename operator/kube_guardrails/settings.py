@@ -37,8 +37,6 @@ class Settings:
     resync_seconds: float = 600.0
     #: Seconds over which policy status updates are batched into one write per policy.
     status_interval_seconds: float = 5.0
-    #: Label selector (``key=value``) of the operator's own Pods, never evicted.
-    self_selector: str = "app.kubernetes.io/name=kube-guardrails"
     #: Watch and check Pods and Deployments (turn off to run hardening only).
     workloads: bool = True
     #: Seconds before retrying an eviction a PodDisruptionBudget refused (429); doubles on
@@ -58,7 +56,6 @@ _FIELDS: dict[str, tuple[str, str]] = {
         "--status-interval-seconds",
         "seconds over which policy status writes are batched",
     ),
-    "self_selector": ("--self-selector", "label key=value of the operator's own Pods"),
     "workloads": ("--workloads", "check Pods and Deployments: true or false"),
     "eviction_backoff_seconds": (
         "--eviction-backoff-seconds",
@@ -122,10 +119,6 @@ def build(raw: Mapping[str, str]) -> Settings:
             if value.lower() not in ("debug", "info", "warning", "error"):
                 raise SettingsError(f"{where}: must be debug, info, warning or error")
             values[field] = value.lower()
-        elif field == "self_selector":
-            if value.count("=") != 1 or not all(value.split("=")):
-                raise SettingsError(f"{where}: must be key=value, not {value!r}")
-            values[field] = value
         elif field == "namespace":
             if not value:
                 raise SettingsError(f"{where}: must not be empty")

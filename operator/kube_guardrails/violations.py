@@ -305,29 +305,23 @@ class Never:
 Decision = Evict | Wait | Never
 
 
-def parse_self_selector(value: str) -> tuple[str, str]:
-    """``key=value`` of ``Settings.self_selector`` as a pair (validated by settings)."""
-    key, _, val = value.partition("=")
-    return key, val
-
-
 def protected(
     pod: Mapping[str, Any],
     *,
     operator_namespace: str,
-    self_selector: tuple[str, str],
 ) -> str | None:
     """Why this Pod must never be evicted whatever the policy says; None if it may be.
 
     * mirror Pods (annotation ``kubernetes.io/config.mirror``) and static Pods (owned by
       a Node): the kubelet recreates them from a file, eviction only makes noise;
     * DaemonSet Pods: the DaemonSet controller puts them straight back on the node;
-    * the operator's own Pods (label or namespace): it must not remove itself;
+    * the operator's own Pods, i.e. every Pod in the operator's namespace: it must not
+      remove itself. A label alone is not trusted: any developer could put it on a Pod
+      to escape Enforce;
     * Pods already terminating or finished: there is nothing left to remove.
     """
     meta = _mapping(pod.get("metadata"))
     annotations = _mapping(meta.get("annotations"))
-    labels = _mapping(meta.get("labels"))
     if "kubernetes.io/config.mirror" in annotations:
         return "mirror Pod (managed by the kubelet)"
     owners = meta.get("ownerReferences")
@@ -337,8 +331,7 @@ def protected(
             return "static Pod (owned by its Node)"
         if kind == "DaemonSet":
             return "DaemonSet Pod"
-    key, value = self_selector
-    if meta.get("namespace") == operator_namespace or labels.get(key) == value:
+    if meta.get("namespace") == operator_namespace:
         return "the operator's own Pod"
     if meta.get("deletionTimestamp"):
         return "already terminating"
@@ -390,7 +383,6 @@ def eviction_decision(
     now: datetime.datetime,
     recent_evictions: Iterable[datetime.datetime],
     operator_namespace: str,
-    self_selector: tuple[str, str],
 ) -> Decision:
     """What ``policy`` does about this Pod now: evict, wait until a time, or never.
 
@@ -398,7 +390,7 @@ def eviction_decision(
     picked); ``since`` is when the current violation set was first observed (the
     annotation), so the grace period survives restarts.
     """
-    reason = protected(pod, operator_namespace=operator_namespace, self_selector=self_selector)
+    reason = protected(pod, operator_namespace=operator_namespace)
     if reason is not None:
         return Never(reason=reason)
     namespace = str(_mapping(pod.get("metadata")).get("namespace") or "")

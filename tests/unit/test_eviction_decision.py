@@ -13,7 +13,7 @@ from kube_guardrails.checks import engine, registry
 from kube_guardrails.model import policy as policy_model
 
 T0 = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.UTC)
-SELF = ("app.kubernetes.io/name", "kube-guardrails")
+OPERATOR_LABEL = {"app.kubernetes.io/name": "kube-guardrails"}
 OPERATOR_NS = "kube-guardrails-system"
 LATER = T0 + datetime.timedelta(seconds=600)
 
@@ -102,7 +102,6 @@ def decide(
         now=now,
         recent_evictions=recent,
         operator_namespace=OPERATOR_NS,
-        self_selector=SELF,
     )
 
 
@@ -116,7 +115,6 @@ NEVER_CASES = [
     pytest.param(
         {"the_pod": pod(owners=[{"kind": "DaemonSet", "name": "ds"}])}, "DaemonSet", id="daemonset"
     ),
-    pytest.param({"the_pod": pod(labels=dict([SELF]))}, "operator", id="operator-label"),
     pytest.param({"the_pod": pod(namespace=OPERATOR_NS)}, "operator", id="operator-namespace"),
     pytest.param({"the_pod": pod(deleting=True)}, "terminating", id="terminating"),
     pytest.param({"the_pod": pod(phase="Succeeded")}, "completed", id="succeeded"),
@@ -185,6 +183,9 @@ def test_wait(kwargs: dict[str, Any], until: datetime.datetime, why: str) -> Non
         pytest.param({"recent": (T0 + sec(590),)}, False, id="window-not-full"),
         pytest.param({"the_policy": policy(dry_run=True)}, True, id="dry-run"),
         pytest.param({"findings": [finding(action="Audit"), finding()]}, False, id="mixed-actions"),
+        # The operator's label outside its namespace grants nothing: any developer could
+        # set it on a Pod to escape Enforce.
+        pytest.param({"the_pod": pod(labels=OPERATOR_LABEL)}, False, id="operator-label-elsewhere"),
     ],
 )
 def test_evict(kwargs: dict[str, Any], dry_run: bool) -> None:

@@ -235,9 +235,3 @@ def test_probes_hit_kopfs_health_endpoint(probe: str) -> None:
     get = container()[probe]["httpGet"]
     assert get["path"] == url.path
     assert ports.get(get["port"], get["port"]) == url.port
-
-
-def test_self_selector_matches_the_pod_labels() -> None:
-    # The operator never evicts its own Pods: they carry the label its setting names.
-    key, _, value = settings.Settings().self_selector.partition("=")
-    assert deployment()["spec"]["template"]["metadata"]["labels"][key] == value

@@ -129,7 +129,6 @@ async def operator_verdicts(
         policies=store,
         status=fakes.FakeStatus(),
         operator_namespace="kube-guardrails-system",
-        self_selector="app.kubernetes.io/name=kube-guardrails",
         clock=lambda: NOW,
     )
     out = {}

@@ -48,9 +48,6 @@ def test_defaults() -> None:
         pytest.param(["--workloads", "TRUE"], {}, "workloads", True, id="bool-true"),
         pytest.param(["--namespace", "ops"], {}, "namespace", "ops", id="namespace"),
         pytest.param(
-            ["--self-selector", "app=guard"], {}, "self_selector", "app=guard", id="self-selector"
-        ),
-        pytest.param(
             ["--liveness", "http://127.0.0.1:9000/healthz"],
             {},
             "liveness",
@@ -73,7 +70,6 @@ def test_values(argv: list[str], env: dict[str, str], field: str, value: Any) ->
         pytest.param([], {"KUBE_GUARDRAILS_RESYNC_SECONDS": "soon"}, "not a number", id="nan"),
         pytest.param(["--resync-seconds", "0"], {}, "between 0.1 and 86400", id="too-small"),
         pytest.param(["--workloads", "maybe"], {}, "not true or false", id="bool"),
-        pytest.param(["--self-selector", "app"], {}, "key=value", id="selector"),
         pytest.param(["--namespace", ""], {}, "must not be empty", id="namespace"),
     ],
 )

@@ -40,7 +40,6 @@ class World:
             policies=self.store,
             status=self.status,
             operator_namespace="kube-guardrails-system",
-            self_selector="app.kubernetes.io/name=kube-guardrails",
             clock=self.clock,
         )
         self.store.subscribe(self.service.policy_changed)
@@ -360,8 +359,8 @@ async def test_only_enforce_mode_and_enforce_action_evict(mode: str, action: str
             id="mirror",
         ),
         pytest.param(
-            lambda b: b["metadata"]["labels"].update({"app.kubernetes.io/name": "kube-guardrails"}),
-            id="operator-itself",
+            lambda b: b["metadata"].update(namespace="kube-guardrails-system"),
+            id="operator-namespace",
         ),
     ],
 )
@@ -468,7 +467,6 @@ async def test_startup_counts_everything_before_the_first_status_write() -> None
         policies=world.store,
         status=world.status,
         operator_namespace="kube-guardrails-system",
-        self_selector="app.kubernetes.io/name=kube-guardrails",
         clock=world.clock,
         wait_for_sync=True,
     )

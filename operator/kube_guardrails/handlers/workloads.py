@@ -24,7 +24,7 @@ from typing import Any
 
 import kopf
 
-from kube_guardrails import logs, violations
+from kube_guardrails import logs
 from kube_guardrails import settings as guardrails_settings
 from kube_guardrails.k8s import workloads as k8s_workloads
 from kube_guardrails.services import enforcement, policies, status, workloads
@@ -52,14 +52,12 @@ async def start_workloads(memo: kopf.Memo, **_: Any) -> None:
         policies=store,
         status=batcher,
         operator_namespace=config.namespace,
-        self_selector=config.self_selector,
         clock=utcnow,
         wait_for_sync=True,
         enforcer=enforcement.Enforcer(
             gateway=gateway,
             clock=utcnow,
             operator_namespace=config.namespace,
-            self_selector=violations.parse_self_selector(config.self_selector),
             backoff_base=config.eviction_backoff_seconds,
         ),
     )

@@ -124,14 +124,12 @@ class Enforcer:
         gateway: EvictionGateway,
         clock: Callable[[], datetime.datetime],
         operator_namespace: str,
-        self_selector: tuple[str, str],
         backoff_base: float = 5.0,
         backoff_cap: float = 300.0,
     ) -> None:
         self._gateway = gateway
         self._clock = clock
         self._operator_namespace = operator_namespace
-        self._self_selector = self_selector
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._candidates: dict[Key, _Candidate] = {}
@@ -198,7 +196,6 @@ class Enforcer:
                 now=now,
                 recent_evictions=self._window(pol.name, now),
                 operator_namespace=self._operator_namespace,
-                self_selector=self._self_selector,
             )
             for pol in subject.policies
             if (uid, pol.name) not in self._dry_run_reported

@@ -106,7 +106,6 @@ class WorkloadService:
         policies: policy_store.PolicyStore,
         status: StatusSink,
         operator_namespace: str,
-        self_selector: str,
         clock: Callable[[], datetime.datetime],
         enforcer: enforcement.Enforcer | None = None,
         wait_for_sync: bool = False,
@@ -126,7 +125,6 @@ class WorkloadService:
             gateway=gateway,
             clock=clock,
             operator_namespace=operator_namespace,
-            self_selector=violations.parse_self_selector(self_selector),
         )
         self._objects: dict[Key, Mapping[str, Any]] = {}
         self._namespaces: dict[str, Mapping[str, str]] = {}
