@@ -208,6 +208,10 @@ def review(
     """
     findings: list[AttributedFinding] = []
     expired: set[tuple[str, int]] = set()
+    # One memo for the pod across the policies: a check configured alike by two policies
+    # (same params; same level if the check depends on it) runs once, and its violations
+    # are attributed to each policy with that policy's severity and action.
+    memo = engine.Memo()
     for pol in policies:
         exempt, expired_idx = exempted_checks(pol, namespace=namespace, labels=labels, now=now)
         expired.update((pol.name, i) for i in expired_idx)
@@ -217,7 +221,7 @@ def review(
         selected: Sequence[engine.Selected] = plan.selected
         if exempt:
             selected = [s for s in selected if s.check.id not in exempt]
-        results = engine.run(pod, selected, level=plan.level)
+        results = engine.run(pod, selected, level=plan.level, memo=memo)
         for finding in engine.failed(results):
             findings.append(
                 AttributedFinding(

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from kube_guardrails.checks import registry
@@ -49,6 +50,47 @@ class Selected:
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     severity: registry.Severity | None = None
 
+    def reuse_key(self, level: registry.Level) -> Hashable | None:
+        """What determines this check's violations over a given pod; None: never reuse.
+
+        Same function, same params and (for a level-sensitive check) same level means
+        same violations, whatever the severity. Params that cannot be frozen into a
+        hashable value are simply not reused.
+        """
+        frozen = self._frozen_params
+        if frozen is _UNFREEZABLE:
+            return None
+        chk = self.check
+        return (chk.fn, chk.id, frozen, level if chk.level_sensitive else None)
+
+    @functools.cached_property
+    def _frozen_params(self) -> Hashable:
+        # Computed once per Selected: planning keeps one Selected per policy and check.
+        try:
+            frozen = _freeze(self.params)
+            hash(frozen)
+        except TypeError:
+            return _UNFREEZABLE
+        return frozen
+
+
+_UNFREEZABLE = object()
+
+
+def _freeze(value: object) -> Hashable:
+    """A hashable stand-in for a params value, equal only for values a check can't tell apart.
+
+    Types are part of it: ``1``, ``1.0`` and ``True`` compare equal in Python but a check
+    may treat them differently. Raises TypeError for anything it cannot freeze.
+    """
+    if isinstance(value, Mapping):
+        return ("mapping", type(value), tuple((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return ("sequence", type(value), tuple(_freeze(v) for v in value))
+    if value is None or isinstance(value, str | int | float | bool):
+        return ("scalar", type(value), value)
+    raise TypeError(f"cannot freeze {type(value).__name__}")
+
 
 @dataclasses.dataclass(frozen=True)
 class PodInput:
@@ -60,72 +102,119 @@ class PodInput:
     metadata_path: str = "metadata"
 
 
+# What a check did over one pod, before severity and hint are attached: the outcome and
+# its violations, or for ERROR the message describing the check's exception.
+_Raw = tuple[Outcome, tuple[registry.Violation, ...] | str]
+
+
+class Memo:
+    """What one review learned about one pod, to reuse across the policies of that review.
+
+    ``derived`` is shared by every Context built for the pod (``Context.derive``);
+    ``outcomes`` holds each check's violations by :meth:`Selected.reuse_key`. Valid for
+    one pod, unchanged, during one review: make a new Memo for every evaluation.
+    """
+
+    __slots__ = ("derived", "outcomes")
+
+    def __init__(self) -> None:
+        self.derived: dict[str, Any] = {}
+        self.outcomes: dict[Hashable, _Raw] = {}
+
+
 def run(
     pod: PodInput,
     selected: Iterable[Selected],
     *,
     level: registry.Level,
+    memo: Memo | None = None,
 ) -> list[Result]:
-    """Run every selected check over the pod, in order; never raises for a check's bug."""
+    """Run every selected check over the pod, in order; never raises for a check's bug.
+
+    With a ``memo`` (one per pod and review), a check whose :meth:`Selected.reuse_key`
+    was already evaluated is not run again: its violations are reused, with this
+    selection's severity.
+    """
     results: list[Result] = []
+    derived: dict[str, Any] = {} if memo is None else memo.derived
+    outcomes = None if memo is None else memo.outcomes
     # Contexts are immutable, so the checks without parameters (most of them) share one;
     # building a Context per check was a measurable part of a review (hack/bench).
     shared: registry.Context | None = None
     for sel in selected:
         chk = sel.check
-        severity = sel.severity or chk.severity
-        if sel.params:
-            ctx = registry.Context(
-                metadata=pod.metadata,
-                spec=pod.spec,
-                level=level,
-                params=sel.params,
-                spec_path=pod.spec_path,
-                metadata_path=pod.metadata_path,
-            )
-        else:
-            if shared is None:
-                shared = registry.Context(
+        key = None if outcomes is None else sel.reuse_key(level)
+        raw = None if key is None or outcomes is None else outcomes.get(key)
+        if raw is None:
+            if sel.params:
+                ctx = registry.Context(
                     metadata=pod.metadata,
                     spec=pod.spec,
                     level=level,
+                    params=sel.params,
                     spec_path=pod.spec_path,
                     metadata_path=pod.metadata_path,
+                    derived=derived,
                 )
-            ctx = shared
-        try:
-            violations = list(chk.fn(ctx))
-        except registry.Skip:
-            results.append(_outcome(chk.id, Outcome.SKIP))
-            continue
-        except Exception as exc:  # a check's bug is its own error, never the engine's
-            finding = Finding(
-                check=chk.id,
-                severity=severity,
-                message=f"check failed with {type(exc).__name__}: {exc}",
-                path=pod.spec_path,
-                container=None,
-                hint="this is a bug in kube-guardrails; please report it with the manifest",
-                outcome=Outcome.ERROR,
-            )
-            results.append(Result(check=chk.id, outcome=Outcome.ERROR, findings=(finding,)))
-            continue
-        if not violations:
-            results.append(_outcome(chk.id, Outcome.PASS))
-            continue
-        findings = tuple(
-            Finding(
-                check=chk.id,
-                severity=severity,
-                message=v.message,
-                path=v.path,
-                container=v.container,
-                hint=chk.hint,
-            )
-            for v in violations
-        )
-        results.append(Result(check=chk.id, outcome=Outcome.FAIL, findings=findings))
+            else:
+                if shared is None:
+                    shared = registry.Context(
+                        metadata=pod.metadata,
+                        spec=pod.spec,
+                        level=level,
+                        spec_path=pod.spec_path,
+                        metadata_path=pod.metadata_path,
+                        derived=derived,
+                    )
+                ctx = shared
+            raw = _evaluate(chk, ctx)
+            if key is not None and outcomes is not None:
+                outcomes[key] = raw
+        results.append(_result(sel, raw, pod))
     return results
+
+
+def _evaluate(chk: registry.Check, ctx: registry.Context) -> _Raw:
+    try:
+        violations = tuple(chk.fn(ctx))
+    except registry.Skip:
+        return (Outcome.SKIP, ())
+    except Exception as exc:  # a check's bug is its own error, never the engine's
+        return (Outcome.ERROR, f"check failed with {type(exc).__name__}: {exc}")
+    if not violations:
+        return (Outcome.PASS, ())
+    return (Outcome.FAIL, violations)
+
+
+def _result(sel: Selected, raw: _Raw, pod: PodInput) -> Result:
+    chk = sel.check
+    outcome, detail = raw
+    if outcome is Outcome.PASS or outcome is Outcome.SKIP:
+        return _outcome(chk.id, outcome)
+    severity = sel.severity or chk.severity
+    if isinstance(detail, str):
+        finding = Finding(
+            check=chk.id,
+            severity=severity,
+            message=detail,
+            path=pod.spec_path,
+            container=None,
+            hint="this is a bug in kube-guardrails; please report it with the manifest",
+            outcome=Outcome.ERROR,
+        )
+        return Result(check=chk.id, outcome=Outcome.ERROR, findings=(finding,))
+    findings = tuple(
+        Finding(
+            check=chk.id,
+            severity=severity,
+            message=v.message,
+            path=v.path,
+            container=v.container,
+            hint=chk.hint,
+        )
+        for v in detail
+    )
+    return Result(check=chk.id, outcome=Outcome.FAIL, findings=findings)
 
 
 _OUTCOMES: dict[tuple[str, Outcome], Result] = {}

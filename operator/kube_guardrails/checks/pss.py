@@ -289,6 +289,7 @@ def privileged(ctx: registry.Context) -> Iterator[registry.Violation]:
     level=_BASELINE,
     severity=_HIGH,
     default_action="Enforce",
+    level_sensitive=True,
     hint=(
         "baseline: add only default capabilities; restricted: set "
         'securityContext.capabilities.drop: ["ALL"] and add at most NET_BIND_SERVICE'
@@ -530,6 +531,7 @@ def _selinux(
     level=_BASELINE,
     severity=_HIGH,
     default_action="Enforce",
+    level_sensitive=True,
     hint="remove securityContext.procMount (or set it to Default) on every container",
 )
 def proc_mount(ctx: registry.Context) -> Iterator[registry.Violation]:
@@ -566,6 +568,7 @@ def proc_mount(ctx: registry.Context) -> Iterator[registry.Violation]:
     level=_BASELINE,
     severity=_HIGH,
     default_action="Enforce",
+    level_sensitive=True,
     hint="set spec.securityContext.seccompProfile.type: RuntimeDefault (or Localhost)",
 )
 def seccomp(ctx: registry.Context) -> Iterator[registry.Violation]:

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
 class Severity(enum.IntEnum):
@@ -82,13 +83,30 @@ class Context:
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     spec_path: str = "spec"
     metadata_path: str = "metadata"
+    # Facts derived from this pod that several checks need (the container walk, ...).
+    # The engine passes one dict to every Context of one pod in one review, so each fact
+    # is computed once per pod rather than once per check and per policy. Only for
+    # values that depend on the pod alone, never on level or params: see :meth:`derive`.
+    derived: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def path(self, *parts: str | int) -> str:
         """Build a field path under the pod spec: ``ctx.path('containers', 0, 'image')``."""
         out = self.spec_path
         for p in parts:
-            out += f"[{p}]" if isinstance(p, int) else f".{p}"
+            out += f"[{p}]" if type(p) is int else f".{p}"
         return out
+
+    def derive(self, key: str, build: Callable[[Mapping[str, Any]], _T]) -> _T:
+        """``build(spec)``, computed once per pod and shared by every check that asks.
+
+        ``key`` names the fact (prefix it with the module); ``build`` must depend on the
+        spec only, since the result is reused across levels, params and policies.
+        """
+        try:
+            value: _T = self.derived[key]
+        except KeyError:
+            value = self.derived[key] = build(self.spec)
+        return value
 
     def meta_path(self, *parts: str) -> str:
         return ".".join((self.metadata_path, *parts))
@@ -96,21 +114,27 @@ class Context:
     def containers(self) -> Iterator[tuple[str, int, Mapping[str, Any]]]:
         """Every container with its list name: (``containers``|``initContainers``|
         ``ephemeralContainers``, index, container)."""
-        return iter(self._containers)
+        return iter(self.container_tuple())
 
-    @functools.cached_property
-    def _containers(self) -> tuple[tuple[str, int, Mapping[str, Any]], ...]:
-        # The engine shares one Context between the checks of an evaluation, so the walk
-        # is done once per pod instead of once per check (cached_property writes to the
-        # instance dict directly, which a frozen dataclass allows).
-        out: list[tuple[str, int, Mapping[str, Any]]] = []
-        for kind in ("initContainers", "containers", "ephemeralContainers"):
-            items = self.spec.get(kind) or []
-            if isinstance(items, list):
-                for i, c in enumerate(items):
-                    if isinstance(c, Mapping):
-                        out.append((kind, i, c))
-        return tuple(out)
+    def container_tuple(self) -> tuple[tuple[str, int, Mapping[str, Any]], ...]:
+        """:meth:`containers` as a tuple, walked once per pod (see ``derived``)."""
+        return self.derive("registry.containers", _walk_containers)
+
+
+_CONTAINER_KINDS = ("initContainers", "containers", "ephemeralContainers")
+
+
+def _walk_containers(spec: Mapping[str, Any]) -> tuple[tuple[str, int, Mapping[str, Any]], ...]:
+    out: list[tuple[str, int, Mapping[str, Any]]] = []
+    for kind in _CONTAINER_KINDS:
+        items = spec.get(kind) or []
+        if isinstance(items, list):
+            for i, c in enumerate(items):
+                # ``type(...) is dict`` first: the ABC isinstance check is slow, and
+                # decoded YAML/JSON is made of plain dicts.
+                if type(c) is dict or isinstance(c, Mapping):
+                    out.append((kind, i, c))
+    return tuple(out)
 
 
 CheckFn = Callable[[Context], Iterable[Violation]]
@@ -131,9 +155,14 @@ class Check:
     # Human description of the parameters a policy may set under checks.<id>.
     params: Mapping[str, str] = dataclasses.field(default_factory=dict)
     doc: str = ""
+    # True when the outcome depends on ``Context.level`` (a check that applies a stricter
+    # rule at restricted). Every other check gives the same violations at every level, so
+    # a review with several policies runs it once per set of params (planning.review).
+    level_sensitive: bool = False
 
 
 _REGISTRY: dict[str, Check] = {}
+_LOADED = False
 _ID = re.compile(r"^[a-z][A-Za-z0-9]+$")
 
 
@@ -147,8 +176,13 @@ def check(
     level: Level | None = None,
     default_action: str = "Audit",
     params: Mapping[str, str] | None = None,
+    level_sensitive: bool = False,
 ) -> Callable[[CheckFn], CheckFn]:
-    """Register a check function; its docstring becomes the check's documentation."""
+    """Register a check function; its docstring becomes the check's documentation.
+
+    A check that reads ``ctx.level`` must say ``level_sensitive=True``: otherwise its
+    violations at one level are reused for a policy at another level in the same review.
+    """
 
     def decorator(fn: CheckFn) -> CheckFn:
         if id in _REGISTRY:
@@ -164,7 +198,9 @@ def check(
             default_action=default_action,
             params=dict(params or {}),
             doc=(fn.__doc__ or "").strip(),
+            level_sensitive=level_sensitive,
         )
+        _IDS.clear()
         return fn
 
     return decorator
@@ -188,7 +224,18 @@ def get(check_id: str) -> Check:
 
 def ids() -> frozenset[str]:
     _load()
-    return frozenset(_REGISTRY)
+    # Asked on every review (planning checks that its cached plans are still current),
+    # so the set is built once per registry content, not per call.
+    key = (id(_REGISTRY), len(_REGISTRY))
+    current = _IDS.get(key)
+    if current is None:
+        _IDS.clear()
+        current = _IDS[key] = frozenset(_REGISTRY)
+    return current
+
+
+# ids() by (registry dict, size); cleared whenever a check is registered.
+_IDS: dict[tuple[int, int], frozenset[str]] = {}
 
 
 def validate() -> None:
@@ -210,5 +257,11 @@ def validate() -> None:
 
 def _load() -> None:
     # Importing the check modules registers their checks; done lazily so that the
-    # registry module itself has no import cycle with them.
+    # registry module itself has no import cycle with them. The flag skips the import
+    # machinery on the hot path (every review asks for ids()).
+    global _LOADED
+    if _LOADED:
+        return
     from kube_guardrails.checks import practices, pss  # noqa: F401
+
+    _LOADED = True
