@@ -57,15 +57,24 @@ class Selected:
         same violations, whatever the severity. Params that cannot be frozen into a
         hashable value are simply not reused.
         """
+        keys = self._reuse_keys
+        return None if keys is None else keys[level]
+
+    @functools.cached_property
+    def _reuse_keys(self) -> Mapping[registry.Level, Hashable] | None:
+        # The key for each level, computed once per Selected (planning keeps one per
+        # policy and check), so the per-pod cost is a dict lookup.
         frozen = self._frozen_params
         if frozen is _UNFREEZABLE:
             return None
         chk = self.check
-        return (chk.fn, chk.id, frozen, level if chk.level_sensitive else None)
+        return {
+            level: (chk.fn, chk.id, frozen, level if chk.level_sensitive else None)
+            for level in registry.Level
+        }
 
     @functools.cached_property
     def _frozen_params(self) -> Hashable:
-        # Computed once per Selected: planning keeps one Selected per policy and check.
         try:
             frozen = _freeze(self.params)
             hash(frozen)
@@ -102,8 +111,8 @@ class PodInput:
     metadata_path: str = "metadata"
 
 
-# What a check did over one pod, before severity and hint are attached: the outcome and
-# its violations, or for ERROR the message describing the check's exception.
+# What a failed check reported over one pod, before severity and hint are attached: the
+# outcome and its violations, or for ERROR the message describing the check's exception.
 _Raw = tuple[Outcome, tuple[registry.Violation, ...] | str]
 
 
@@ -119,7 +128,7 @@ class Memo:
 
     def __init__(self) -> None:
         self.derived: dict[str, Any] = {}
-        self.outcomes: dict[Hashable, _Raw] = {}
+        self.outcomes: dict[Hashable, Result | _Raw] = {}
 
 
 def run(
@@ -137,15 +146,15 @@ def run(
     """
     results: list[Result] = []
     derived: dict[str, Any] = {} if memo is None else memo.derived
-    outcomes = None if memo is None else memo.outcomes
+    outcomes: dict[Hashable, Result | _Raw] = {} if memo is None else memo.outcomes
     # Contexts are immutable, so the checks without parameters (most of them) share one;
     # building a Context per check was a measurable part of a review (hack/bench).
     shared: registry.Context | None = None
     for sel in selected:
         chk = sel.check
-        key = None if outcomes is None else sel.reuse_key(level)
-        raw = None if key is None or outcomes is None else outcomes.get(key)
-        if raw is None:
+        key = sel.reuse_key(level) if memo is not None else None
+        done = outcomes.get(key) if key is not None else None
+        if done is None:
             if sel.params:
                 ctx = registry.Context(
                     metadata=pod.metadata,
@@ -167,31 +176,32 @@ def run(
                         derived=derived,
                     )
                 ctx = shared
-            raw = _evaluate(chk, ctx)
-            if key is not None and outcomes is not None:
-                outcomes[key] = raw
-        results.append(_result(sel, raw, pod))
+            done = _evaluate(chk, ctx)
+            if key is not None:
+                outcomes[key] = done
+        # A pass or skip is a finding-less Result, the same for every severity.
+        results.append(done if isinstance(done, Result) else _failed(sel, done, pod))
     return results
 
 
-def _evaluate(chk: registry.Check, ctx: registry.Context) -> _Raw:
+def _evaluate(chk: registry.Check, ctx: registry.Context) -> Result | _Raw:
+    """The check's Result when it passed or was skipped, else what it reported."""
     try:
         violations = tuple(chk.fn(ctx))
     except registry.Skip:
-        return (Outcome.SKIP, ())
+        return _outcome(chk.id, Outcome.SKIP)
     except Exception as exc:  # a check's bug is its own error, never the engine's
         return (Outcome.ERROR, f"check failed with {type(exc).__name__}: {exc}")
     if not violations:
-        return (Outcome.PASS, ())
+        return _outcome(chk.id, Outcome.PASS)
     return (Outcome.FAIL, violations)
 
 
-def _result(sel: Selected, raw: _Raw, pod: PodInput) -> Result:
+def _failed(sel: Selected, raw: _Raw, pod: PodInput) -> Result:
+    """The Result of a failed or errored check, with this selection's severity."""
     chk = sel.check
-    outcome, detail = raw
-    if outcome is Outcome.PASS or outcome is Outcome.SKIP:
-        return _outcome(chk.id, outcome)
     severity = sel.severity or chk.severity
+    detail = raw[1]
     if isinstance(detail, str):
         finding = Finding(
             check=chk.id,

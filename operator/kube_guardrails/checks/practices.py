@@ -25,6 +25,7 @@ each check's docstring (the docstring is the check's documentation) and summaris
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -109,19 +110,22 @@ def resources(ctx: registry.Context) -> Iterator[registry.Violation]:
 
 def _resource_problem(res: Mapping[str, Any], *, section: str, name: str) -> str | None:
     """None when ``res`` provides the field (directly or via the limit), else a phrase."""
-    what = f"{name} {'request' if section == 'requests' else 'limit'}"
     value = _map(res.get(section)).get(name)
     if value is None and section == "requests":
         value = _map(res.get("limits")).get(name)
+    if value is not None:
+        try:
+            amount = quantity.parse_quantity(value)
+        except quantity.QuantityError:
+            amount = None
+        if amount is not None and amount > 0:
+            return None  # the common case: no message to build
+    what = f"{name} {'request' if section == 'requests' else 'limit'}"
     if value is None:
         return f"sets no {what}"
-    try:
-        amount = quantity.parse_quantity(value)
-    except quantity.QuantityError:
+    if amount is None:
         return f"sets {what} {value!r}, which is not a Kubernetes quantity"
-    if amount <= 0:
-        return f"sets {what} {value!r}, which reserves nothing"
-    return None
+    return f"sets {what} {value!r}, which reserves nothing"
 
 
 # --------------------------------------------------------------------------- probes
@@ -194,7 +198,7 @@ class ImageRef:
     def repository(self) -> str:
         return f"{self.domain}/{self.path}"
 
-    @property
+    @functools.cached_property
     def normalized(self) -> str:
         """The fully-qualified reference (``docker.io/library/nginx:1.25``)."""
         out = self.repository
@@ -207,6 +211,22 @@ class ImageRef:
 
 _DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}$")
 DOCKER_HUB = "docker.io"
+
+
+# Parsed references: the same images recur across pods, and ImageRef is immutable.
+_IMAGES: dict[str, ImageRef] = {}
+_IMAGES_MAX = 4096
+
+
+def _parsed_image(image: str) -> ImageRef:
+    """:func:`parse_image`, remembered: imageTag and imageRegistry parse every image."""
+    ref = _IMAGES.get(image)
+    if ref is None:
+        ref = parse_image(image)
+        if len(_IMAGES) >= _IMAGES_MAX:
+            _IMAGES.clear()
+        _IMAGES[image] = ref
+    return ref
 
 
 def parse_image(image: str) -> ImageRef:
@@ -259,7 +279,7 @@ def image_tag(ctx: registry.Context) -> Iterator[registry.Violation]:
         image = c.get("image")
         if not isinstance(image, str) or not image:
             continue
-        ref = parse_image(image)
+        ref = _parsed_image(image)
         if ref.digest is not None:
             if _DIGEST.match(ref.digest):
                 continue
@@ -321,7 +341,7 @@ def image_registry(ctx: registry.Context) -> Iterator[registry.Violation]:
         image = c.get("image")
         if not isinstance(image, str) or not image:
             continue
-        normalized = parse_image(image).normalized
+        normalized = _parsed_image(image).normalized
         if any(prefix_matches(normalized, p) for p in allowed):
             continue
         shown = "" if normalized == image else f" ({normalized})"
@@ -398,14 +418,27 @@ def read_only_root_filesystem(ctx: registry.Context) -> Iterator[registry.Violat
 # --------------------------------------------------------------------------- helpers
 
 
-def _containers(ctx: registry.Context, kind: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    for k, i, c in ctx.containers():
-        if k == kind:
-            yield i, c
+def _containers(ctx: registry.Context, kind: str) -> tuple[tuple[int, Mapping[str, Any]], ...]:
+    return ctx.derive("practices.by_kind", _by_kind).get(kind, ())
+
+
+def _by_kind(spec: Mapping[str, Any]) -> dict[str, tuple[tuple[int, Mapping[str, Any]], ...]]:
+    """The container walk grouped by list, computed once per pod (``Context.derive``)."""
+    out: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
+    for kind, i, c in registry.walk_containers(spec):
+        out.setdefault(kind, []).append((i, c))
+    return {kind: tuple(items) for kind, items in out.items()}
 
 
 def _map(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    # ``type(...) is dict`` first: decoded YAML/JSON is plain dicts, and the ABC
+    # isinstance check costs several times more.
+    if type(value) is dict:
+        return value
+    return value if isinstance(value, Mapping) else _EMPTY
+
+
+_EMPTY: Mapping[str, Any] = {}
 
 
 def _name(c: Mapping[str, Any]) -> str | None:

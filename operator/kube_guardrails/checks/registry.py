@@ -118,13 +118,14 @@ class Context:
 
     def container_tuple(self) -> tuple[tuple[str, int, Mapping[str, Any]], ...]:
         """:meth:`containers` as a tuple, walked once per pod (see ``derived``)."""
-        return self.derive("registry.containers", _walk_containers)
+        return self.derive("registry.containers", walk_containers)
 
 
 _CONTAINER_KINDS = ("initContainers", "containers", "ephemeralContainers")
 
 
-def _walk_containers(spec: Mapping[str, Any]) -> tuple[tuple[str, int, Mapping[str, Any]], ...]:
+def walk_containers(spec: Mapping[str, Any]) -> tuple[tuple[str, int, Mapping[str, Any]], ...]:
+    """The walk behind :meth:`Context.containers`, for ``Context.derive`` builders."""
     out: list[tuple[str, int, Mapping[str, Any]]] = []
     for kind in _CONTAINER_KINDS:
         items = spec.get(kind) or []
