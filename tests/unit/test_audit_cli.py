@@ -611,3 +611,23 @@ def test_worker_processes_give_the_same_report(
     assert reports[0]["summary"]["workloads"] == 300
     # Input order (directories and files sorted), whichever worker did the work.
     assert [o["name"] for o in reports[0]["objects"]] == [f"w{n:04d}" for n in range(300)]
+
+
+class NoProcesses:
+    """Stands in for ProcessPoolExecutor where a sandbox forbids worker processes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise OSError(38, "Function not implemented")
+
+
+def test_no_worker_processes_falls_back_to_one_process(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import concurrent.futures
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", NoProcesses)
+    files = {f"w{n:04d}.yaml": dump(pod(f"w{n:04d}", **PRIVILEGED)) for n in range(260)}
+    case = Case(files, ["."], 1)
+    code, out, _ = run(tmp_path, monkeypatch, case, ["--format", "json", "--jobs", "2"])
+    assert code == 1
+    assert json.loads(out)["summary"]["byCheck"] == {"privileged": 260}

@@ -10,6 +10,7 @@ this process, where starting workers would cost more than it saves.
 from __future__ import annotations
 
 import concurrent.futures
+import concurrent.futures.process
 import dataclasses
 import datetime
 import os
@@ -53,14 +54,19 @@ def audit_files(
     """Audit the files (``-``: stdin) in order; ``jobs`` > 1 allows worker processes."""
     if jobs <= 1 or len(files) < PARALLEL_MIN_FILES or loader.STDIN in files:
         return _sequential(files, job=job, stdin=stdin, progress=progress)
-    result = core.AuditResult()
     chunks = [list(files[i : i + CHUNK_FILES]) for i in range(0, len(files), CHUNK_FILES)]
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
-        for part in pool.map(_audit_chunk, chunks, [job] * len(chunks)):
-            merge(result, part)
-            if progress is not None:
-                progress(result.files, result.documents)
-    return result
+    try:
+        result = core.AuditResult()
+        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+            for part in pool.map(_audit_chunk, chunks, [job] * len(chunks)):
+                merge(result, part)
+                if progress is not None:
+                    progress(result.files, result.documents)
+        return result
+    except (OSError, NotImplementedError, concurrent.futures.process.BrokenProcessPool):
+        # No worker processes here (a sandbox without semaphores, a killed worker):
+        # the same work in this process, from the start, so nothing is counted twice.
+        return _sequential(files, job=job, stdin=stdin, progress=progress)
 
 
 def _sequential(
