@@ -66,6 +66,7 @@ BASELINE_CAPABILITIES = frozenset(
         "SYS_CHROOT",
     }
 )
+_BASELINE_CAPABILITIES_LISTING = ", ".join(sorted(BASELINE_CAPABILITIES))
 # check_capabilities_restricted.go
 RESTRICTED_ADDABLE_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
 DROP_ALL = "ALL"
@@ -102,6 +103,8 @@ SELINUX_TYPES = frozenset(
 # check_seccompProfile_*.go: the only acceptable securityContext.seccompProfile.type values.
 SECCOMP_TYPES = ("RuntimeDefault", "Localhost")
 
+_SECCOMP_ALLOWED = " or ".join(SECCOMP_TYPES)
+
 # check_appArmorProfile.go
 APPARMOR_TYPES = ("RuntimeDefault", "Localhost")
 APPARMOR_ANNOTATION_PREFIX = "container.apparmor.security.beta.kubernetes.io/"
@@ -120,6 +123,9 @@ RESTRICTED_VOLUME_SOURCES = (
     "projected",
     "secret",
 )
+
+_RESTRICTED_VOLUME_SET = frozenset(RESTRICTED_VOLUME_SOURCES)
+_RESTRICTED_VOLUME_LISTING = ", ".join(RESTRICTED_VOLUME_SOURCES)
 
 # check_procMount*.go
 PROC_MOUNT_DEFAULT = "Default"
@@ -201,7 +207,13 @@ def _containers(ctx: registry.Context) -> tuple[_Container, ...]:
     Every check walks them, so the walk is done once per pod and shared through the
     Context (``Context.derive``): it used to dominate evaluation time.
     """
-    return ctx.derive("pss.containers", _walk_containers)
+    walk: tuple[_Container, ...] | None = ctx.derived.get(_WALK)
+    if walk is None:
+        walk = ctx.derived[_WALK] = _walk_containers(ctx.spec)
+    return walk
+
+
+_WALK = "pss.containers"
 
 
 def _walk_containers(spec: Mapping[str, Any]) -> tuple[_Container, ...]:
@@ -221,7 +233,8 @@ def _pod_security_context(ctx: registry.Context) -> Mapping[str, Any]:
 
 
 def _is_windows(ctx: registry.Context) -> bool:
-    return _map(ctx.spec.get("os")).get("name") == "windows"
+    os_ = ctx.spec.get("os")
+    return os_ is not None and _map(os_).get("name") == "windows"
 
 
 def _user_namespaced(ctx: registry.Context) -> bool:
@@ -327,13 +340,15 @@ def capabilities(ctx: registry.Context) -> Iterator[registry.Violation]:
             raise registry.Skip("spec.os.name is windows: Linux capabilities do not apply")
         yield from _capabilities_restricted(ctx)
         return
-    allowed = _listing(BASELINE_CAPABILITIES)
     for c in _containers(ctx):
-        caps = _map(c.security_context.get("capabilities"))
-        for j, cap in enumerate(_list(caps.get("add"))):
+        caps = c.security_context.get("capabilities")
+        if caps is None:
+            continue
+        for j, cap in enumerate(_list(_map(caps).get("add"))):
             if _text(cap) not in BASELINE_CAPABILITIES:
                 yield _violation(
-                    f"{c.who} adds capability {_text(cap)}; only {allowed} are allowed at baseline",
+                    f"{c.who} adds capability {_text(cap)}; "
+                    f"only {_BASELINE_CAPABILITIES_LISTING} are allowed at baseline",
                     c.path(ctx, "securityContext", "capabilities", "add", j),
                     container=c.name,
                 )
@@ -342,13 +357,16 @@ def capabilities(ctx: registry.Context) -> Iterator[registry.Violation]:
 def _capabilities_restricted(ctx: registry.Context) -> Iterator[registry.Violation]:
     for c in _containers(ctx):
         caps = _map(c.security_context.get("capabilities"))
-        if DROP_ALL not in (_text(x) for x in _list(caps.get("drop"))):
+        if not _drops_all(caps.get("drop")):
             yield _violation(
                 f'{c.who} must set securityContext.capabilities.drop: ["ALL"] at restricted',
                 c.path(ctx, "securityContext", "capabilities", "drop"),
                 container=c.name,
             )
-        for j, cap in enumerate(_list(caps.get("add"))):
+        add = caps.get("add")
+        if not add:
+            continue
+        for j, cap in enumerate(_list(add)):
             if _text(cap) not in RESTRICTED_ADDABLE_CAPABILITIES:
                 yield _violation(
                     f"{c.who} adds capability {_text(cap)}; "
@@ -356,6 +374,11 @@ def _capabilities_restricted(ctx: registry.Context) -> Iterator[registry.Violati
                     c.path(ctx, "securityContext", "capabilities", "add", j),
                     container=c.name,
                 )
+
+
+def _drops_all(drop: object) -> bool:
+    """Does ``capabilities.drop`` list ``ALL``, compared as upstream does (exact text)?"""
+    return DROP_ALL in map(_text, _list(drop))
 
 
 @registry.check(
@@ -401,7 +424,10 @@ def host_ports(ctx: registry.Context) -> Iterator[registry.Violation]:
     .hostPort``. Allowed values: undefined/null, ``0``.
     """
     for c in _containers(ctx):
-        for j, port in enumerate(_list(c.spec.get("ports"))):
+        ports = c.spec.get("ports")
+        if not ports:
+            continue
+        for j, port in enumerate(_list(ports)):
             host_port = _map(port).get("hostPort")
             if host_port is not None and not _is_zero(host_port):
                 yield _violation(
@@ -457,6 +483,8 @@ def app_armor(ctx: registry.Context) -> Iterator[registry.Violation]:
                 container=c.name,
             )
     annotations = _map(ctx.metadata.get("annotations"))
+    if not annotations:
+        return
     for key in sorted(k for k in annotations if isinstance(k, str)):
         if not key.startswith(APPARMOR_ANNOTATION_PREFIX):
             continue
@@ -604,7 +632,7 @@ def seccomp(ctx: registry.Context) -> Iterator[registry.Violation]:
     restricted = ctx.level is _RESTRICTED
     if restricted and _is_windows(ctx):
         raise registry.Skip("spec.os.name is windows: seccomp does not apply")
-    allowed = " or ".join(SECCOMP_TYPES)
+    allowed = _SECCOMP_ALLOWED
     level = _level_name(ctx)
     raw_pod = _pod_security_context(ctx).get("seccompProfile")
     pod_set = raw_pod is not None
@@ -618,14 +646,13 @@ def seccomp(ctx: registry.Context) -> Iterator[registry.Violation]:
             )
     for c in _containers(ctx):
         raw = c.security_context.get("seccompProfile")
-        path = c.path(ctx, "securityContext", "seccompProfile", "type")
         if raw is None:
             if restricted and not pod_set:
                 yield _violation(
                     f"{c.who} has no seccomp profile; set securityContext."
                     f"seccompProfile.type to {allowed} on it or once at pod level "
                     "(spec.securityContext) at restricted",
-                    path,
+                    c.path(ctx, "securityContext", "seccompProfile", "type"),
                     container=c.name,
                 )
             continue
@@ -634,7 +661,7 @@ def seccomp(ctx: registry.Context) -> Iterator[registry.Violation]:
             yield _violation(
                 f"{c.who} sets securityContext.seccompProfile.type to "
                 f"{type_ or '(unset)'}; only {allowed} are allowed at {level}",
-                path,
+                c.path(ctx, "securityContext", "seccompProfile", "type"),
                 container=c.name,
             )
 
@@ -692,15 +719,28 @@ def host_probes_and_host_lifecycle(ctx: registry.Context) -> Iterator[registry.V
     its own node, not the pod.
     """
     for c in _containers(ctx):
+        spec = c.spec
         for probe in _PROBES:
-            if c.spec.get(probe):
+            handler = spec.get(probe)
+            if handler and _sets_host(handler):
                 yield from _handler_hosts(ctx, c, (probe,))
-        lifecycle = c.spec.get("lifecycle")
+        lifecycle = spec.get("lifecycle")
         if lifecycle:
             for hook in _LIFECYCLE_HANDLERS:
-                if _map(lifecycle).get(hook):
+                handler = _map(lifecycle).get(hook)
+                if handler and _sets_host(handler):
                     where = ("lifecycle", hook)
                     yield from _handler_hosts(ctx, c, where)
+
+
+def _sets_host(handler: object) -> bool:
+    """Would :func:`_handler_hosts` report anything? (Cheap test for the common case.)"""
+    handler = _map(handler)
+    for action in _HANDLER_ACTIONS:
+        found = handler.get(action)
+        if found is not None and _text(_map(found).get("host")):
+            return True
+    return False
 
 
 def _handler_hosts(
@@ -746,8 +786,8 @@ def windows_host_process(ctx: registry.Context) -> Iterator[registry.Violation]:
             ctx.path("securityContext", "windowsOptions", "hostProcess"),
         )
     for c in _containers(ctx):
-        sc = c.security_context
-        if _map(sc.get("windowsOptions")).get("hostProcess") is True:
+        options = c.security_context.get("windowsOptions")
+        if options is not None and _map(options).get("hostProcess") is True:
             yield _violation(
                 f"{c.who} sets securityContext.windowsOptions.hostProcess: true; "
                 "HostProcess containers are forbidden at baseline",
@@ -781,16 +821,15 @@ def volume_types(ctx: registry.Context) -> Iterator[registry.Violation]:
     forbidden: those belong in a PersistentVolume, under the cluster admin's control.
     A volume that names no source at all is the API server's implicit emptyDir and passes.
     """
-    allowed = ", ".join(RESTRICTED_VOLUME_SOURCES)
     for i, raw in enumerate(_list(ctx.spec.get("volumes"))):
         vol = _map(raw)
         sources = [k for k, v in vol.items() if k != "name" and v is not None]
-        if not sources or any(k in RESTRICTED_VOLUME_SOURCES for k in sources):
+        if not sources or not _RESTRICTED_VOLUME_SET.isdisjoint(sources):
             continue
         for source in sources:
             yield _violation(
                 f'volume "{_text(vol.get("name"))}" uses the {source} volume type; only '
-                f"{allowed} are allowed at restricted",
+                f"{_RESTRICTED_VOLUME_LISTING} are allowed at restricted",
                 ctx.path("volumes", i, source),
             )
 
@@ -858,18 +897,17 @@ def run_as_non_root(ctx: registry.Context) -> Iterator[registry.Violation]:
         )
     for c in _containers(ctx):
         value = c.security_context.get("runAsNonRoot")
-        path = c.path(ctx, "securityContext", "runAsNonRoot")
         if value is False:
             yield _violation(
                 f"{c.who} sets securityContext.runAsNonRoot: false; it must be true at restricted",
-                path,
+                c.path(ctx, "securityContext", "runAsNonRoot"),
                 container=c.name,
             )
         elif value is not True and pod_value is not True and pod_value is not False:
             yield _violation(
                 f"{c.who} may run as root: set securityContext.runAsNonRoot: true "
                 "on it or once at pod level (spec.securityContext) at restricted",
-                path,
+                c.path(ctx, "securityContext", "runAsNonRoot"),
                 container=c.name,
             )
 
@@ -900,7 +938,8 @@ def run_as_user(ctx: registry.Context) -> Iterator[registry.Violation]:
             ctx.path("securityContext", "runAsUser"),
         )
     for c in _containers(ctx):
-        if _is_zero(c.security_context.get("runAsUser")):
+        uid = c.security_context.get("runAsUser")
+        if uid is not None and _is_zero(uid):
             yield _violation(
                 f"{c.who} sets securityContext.runAsUser: 0 (root); "
                 "use a non-zero UID at restricted",
