@@ -112,8 +112,11 @@ _PLANS_MAX = 1024
 def _plan(policy: policy_model.Policy) -> _Plan:
     ids = registry.ids()
     entry = _PLANS.get(id(policy))
-    if entry is not None and entry[0]() is policy and entry[1].registry_ids == ids:
-        return entry[1]
+    if entry is not None and entry[0]() is policy:
+        cached = entry[1]
+        # registry.ids() returns the same set object while the registry is unchanged.
+        if cached.registry_ids is ids or cached.registry_ids == ids:
+            return cached
     active = tuple(_resolve_active(policy))
     plan = _Plan(
         registry_ids=ids,
@@ -213,10 +216,12 @@ def review(
     # are attributed to each policy with that policy's severity and action.
     memo = engine.Memo()
     for pol in policies:
-        exempt, expired_idx = exempted_checks(pol, namespace=namespace, labels=labels, now=now)
-        expired.update((pol.name, i) for i in expired_idx)
-        if exempt is None:
-            continue
+        exempt: frozenset[str] | None = None
+        if pol.workloads.exemptions:
+            exempt, expired_idx = exempted_checks(pol, namespace=namespace, labels=labels, now=now)
+            expired.update((pol.name, i) for i in expired_idx)
+            if exempt is None:
+                continue
         plan = _plan(pol)
         selected: Sequence[engine.Selected] = plan.selected
         if exempt:

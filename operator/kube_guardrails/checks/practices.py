@@ -95,7 +95,16 @@ def resources(ctx: registry.Context) -> Iterator[registry.Violation]:
     for kind in _RUNNING_KINDS:
         for i, c in _containers(ctx, kind):
             res = _map(c.get("resources"))
+            requests = _map(res.get("requests"))
+            limits = _map(res.get("limits"))
             for section, name in REQUIRED_RESOURCES:
+                # Fast path for the usual case, a positive quantity set on the container
+                # itself; anything else goes through _resource_problem for its phrase.
+                value = (requests if section == "requests" else limits).get(name)
+                if value is None and section == "requests":
+                    value = limits.get(name)
+                if type(value) is str and _POSITIVE.get(value):
+                    continue
                 problem = _resource_problem(res, section=section, name=name)
                 if problem is None:
                     continue
@@ -106,6 +115,12 @@ def resources(ctx: registry.Context) -> Iterator[registry.Violation]:
                     path=ctx.path(kind, i, "resources", section, name),
                     container=_name(c),
                 )
+
+
+# Quantity strings known to be positive (the fast path of ``resources``): a handful of
+# values ("100m", "128Mi") recur in every pod; bounded for pathological inputs.
+_POSITIVE: dict[str, bool] = {}
+_POSITIVE_MAX = 4096
 
 
 def _resource_problem(res: Mapping[str, Any], *, section: str, name: str) -> str | None:
@@ -119,7 +134,11 @@ def _resource_problem(res: Mapping[str, Any], *, section: str, name: str) -> str
         except quantity.QuantityError:
             amount = None
         if amount is not None and amount > 0:
-            return None  # the common case: no message to build
+            if type(value) is str:
+                if len(_POSITIVE) >= _POSITIVE_MAX:
+                    _POSITIVE.clear()
+                _POSITIVE[value] = True
+            return None
     what = f"{name} {'request' if section == 'requests' else 'limit'}"
     if value is None:
         return f"sets no {what}"
@@ -369,7 +388,7 @@ def _allowed_prefixes(value: object) -> tuple[str, ...]:
         return ()
     # The policy parser validates this already; a check may also be called from code
     # that bypasses it, and a wrong type must surface as this check's error, not pass.
-    if not isinstance(value, Sequence) or isinstance(value, str):
+    if not (type(value) is list or isinstance(value, Sequence)) or isinstance(value, str):
         raise ValueError(f"imageRegistry.allowed must be a list of prefixes, not {value!r}")
     for item in value:
         if not isinstance(item, str) or not item:
