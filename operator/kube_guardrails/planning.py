@@ -214,7 +214,7 @@ def review(
     # One memo for the pod across the policies: a check configured alike by two policies
     # (same params; same level if the check depends on it) runs once, and its violations
     # are attributed to each policy with that policy's severity and action.
-    memo = engine.Memo()
+    memo = engine.Memo(reuse=len(policies) > 1)
     for pol in policies:
         exempt: frozenset[str] | None = None
         if pol.workloads.exemptions:

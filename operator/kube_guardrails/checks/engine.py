@@ -120,15 +120,16 @@ class Memo:
     """What one review learned about one pod, to reuse across the policies of that review.
 
     ``derived`` is shared by every Context built for the pod (``Context.derive``);
-    ``outcomes`` holds each check's violations by :meth:`Selected.reuse_key`. Valid for
-    one pod, unchanged, during one review: make a new Memo for every evaluation.
+    ``outcomes`` holds each check's violations by :meth:`Selected.reuse_key`, or is None
+    when nothing can be reused (a single policy: keying every check would only cost).
+    Valid for one pod, unchanged, during one review: make a new Memo for every evaluation.
     """
 
     __slots__ = ("derived", "outcomes")
 
-    def __init__(self) -> None:
+    def __init__(self, *, reuse: bool = True) -> None:
         self.derived: dict[str, Any] = {}
-        self.outcomes: dict[Hashable, Result | _Raw] = {}
+        self.outcomes: dict[Hashable, Result | _Raw] | None = {} if reuse else None
 
 
 def run(
@@ -146,14 +147,14 @@ def run(
     """
     results: list[Result] = []
     derived: dict[str, Any] = {} if memo is None else memo.derived
-    outcomes: dict[Hashable, Result | _Raw] = {} if memo is None else memo.outcomes
+    outcomes = None if memo is None else memo.outcomes
     # Contexts are immutable, so the checks without parameters (most of them) share one;
     # building a Context per check was a measurable part of a review (hack/bench).
     shared: registry.Context | None = None
     for sel in selected:
         chk = sel.check
-        key = sel.reuse_key(level) if memo is not None else None
-        done = outcomes.get(key) if key is not None else None
+        key = None if outcomes is None else sel.reuse_key(level)
+        done = None if key is None or outcomes is None else outcomes.get(key)
         if done is None:
             if sel.params:
                 ctx = registry.Context(
@@ -176,25 +177,24 @@ def run(
                         derived=derived,
                     )
                 ctx = shared
-            done = _evaluate(chk, ctx)
-            if key is not None:
+            # Inlined rather than a helper call: this loop runs for every check of every
+            # policy of every pod, and a call costs as much as a simple check.
+            try:
+                violations = tuple(chk.fn(ctx))
+            except registry.Skip:
+                done = _SKIPPED.get(chk.id) or _outcome(chk.id, Outcome.SKIP)
+            except Exception as exc:  # a check's bug is its own error, never the engine's
+                done = (Outcome.ERROR, f"check failed with {type(exc).__name__}: {exc}")
+            else:
+                if violations:
+                    done = (Outcome.FAIL, violations)
+                else:
+                    done = _PASSED.get(chk.id) or _outcome(chk.id, Outcome.PASS)
+            if key is not None and outcomes is not None:
                 outcomes[key] = done
         # A pass or skip is a finding-less Result, the same for every severity.
         results.append(done if isinstance(done, Result) else _failed(sel, done, pod))
     return results
-
-
-def _evaluate(chk: registry.Check, ctx: registry.Context) -> Result | _Raw:
-    """The check's Result when it passed or was skipped, else what it reported."""
-    try:
-        violations = tuple(chk.fn(ctx))
-    except registry.Skip:
-        return _outcome(chk.id, Outcome.SKIP)
-    except Exception as exc:  # a check's bug is its own error, never the engine's
-        return (Outcome.ERROR, f"check failed with {type(exc).__name__}: {exc}")
-    if not violations:
-        return _outcome(chk.id, Outcome.PASS)
-    return (Outcome.FAIL, violations)
 
 
 def _failed(sel: Selected, raw: _Raw, pod: PodInput) -> Result:
@@ -228,6 +228,9 @@ def _failed(sel: Selected, raw: _Raw, pod: PodInput) -> Result:
 
 
 _OUTCOMES: dict[tuple[str, Outcome], Result] = {}
+# The same Results by check id, one lookup without building a key tuple (hot path).
+_PASSED: dict[str, Result] = {}
+_SKIPPED: dict[str, Result] = {}
 
 
 def _outcome(check: str, outcome: Outcome) -> Result:
@@ -235,6 +238,10 @@ def _outcome(check: str, outcome: Outcome) -> Result:
     result = _OUTCOMES.get((check, outcome))
     if result is None:
         result = _OUTCOMES[(check, outcome)] = Result(check=check, outcome=outcome)
+        if outcome is Outcome.PASS:
+            _PASSED[check] = result
+        elif outcome is Outcome.SKIP:
+            _SKIPPED[check] = result
     return result
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from kube_guardrails.checks import registry
@@ -438,13 +438,21 @@ def read_only_root_filesystem(ctx: registry.Context) -> Iterator[registry.Violat
 
 
 def _containers(ctx: registry.Context, kind: str) -> tuple[tuple[int, Mapping[str, Any]], ...]:
-    return ctx.derive("practices.by_kind", _by_kind).get(kind, ())
+    by_kind: dict[str, tuple[tuple[int, Mapping[str, Any]], ...]] | None = ctx.derived.get(_BY_KIND)
+    if by_kind is None:
+        by_kind = ctx.derived[_BY_KIND] = _by_kind(ctx.container_tuple())
+    return by_kind.get(kind, ())
 
 
-def _by_kind(spec: Mapping[str, Any]) -> dict[str, tuple[tuple[int, Mapping[str, Any]], ...]]:
-    """The container walk grouped by list, computed once per pod (``Context.derive``)."""
+_BY_KIND = "practices.by_kind"
+
+
+def _by_kind(
+    walk: Iterable[tuple[str, int, Mapping[str, Any]]],
+) -> dict[str, tuple[tuple[int, Mapping[str, Any]], ...]]:
+    """The container walk grouped by list, computed once per pod (``Context.derived``)."""
     out: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
-    for kind, i, c in registry.walk_containers(spec):
+    for kind, i, c in walk:
         out.setdefault(kind, []).append((i, c))
     return {kind: tuple(items) for kind, items in out.items()}
 
