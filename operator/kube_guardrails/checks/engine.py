@@ -157,7 +157,7 @@ def run(
         done = None if key is None or outcomes is None else outcomes.get(key)
         if done is None:
             if sel.params:
-                ctx = registry.Context(
+                ctx = registry.make_context(
                     metadata=pod.metadata,
                     spec=pod.spec,
                     level=level,
@@ -168,10 +168,11 @@ def run(
                 )
             else:
                 if shared is None:
-                    shared = registry.Context(
+                    shared = registry.make_context(
                         metadata=pod.metadata,
                         spec=pod.spec,
                         level=level,
+                        params={},  # as Context's default factory gives
                         spec_path=pod.spec_path,
                         metadata_path=pod.metadata_path,
                         derived=derived,

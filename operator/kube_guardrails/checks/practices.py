@@ -186,9 +186,11 @@ def probes(ctx: registry.Context) -> Iterator[registry.Violation]:
         for i, c in _containers(ctx, kind):
             if kind == "initContainers" and c.get("restartPolicy") != "Always":
                 continue
-            who = _who(kind, i, c) if kind == "containers" else f"sidecar {_who(kind, i, c)}"
             for probe, why in REQUIRED_PROBES:
                 if not _map(c.get(probe)):
+                    who = _who(kind, i, c)
+                    if kind != "containers":
+                        who = f"sidecar {who}"
                     yield registry.Violation(
                         message=f"{who} has no {probe}, so {why}",
                         path=ctx.path(kind, i, probe),
