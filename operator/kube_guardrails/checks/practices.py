@@ -362,9 +362,9 @@ def image_registry(ctx: registry.Context) -> Iterator[registry.Violation]:
         image = c.get("image")
         if not isinstance(image, str) or not image:
             continue
-        normalized = _parsed_image(image).normalized
-        if any(prefix_matches(normalized, p) for p in allowed):
+        if _admitted(image, allowed):
             continue
+        normalized = _parsed_image(image).normalized
         shown = "" if normalized == image else f" ({normalized})"
         yield registry.Violation(
             message=(
@@ -374,6 +374,23 @@ def image_registry(ctx: registry.Context) -> Iterator[registry.Violation]:
             path=ctx.path(kind, i, "image"),
             container=_name(c),
         )
+
+
+# (allow-list, image) -> admitted: the same few images meet the same policy in every pod.
+_ADMITTED: dict[tuple[tuple[str, ...], str], bool] = {}
+_ADMITTED_MAX = 4096
+
+
+def _admitted(image: str, allowed: tuple[str, ...]) -> bool:
+    key = (allowed, image)
+    admitted = _ADMITTED.get(key)
+    if admitted is None:
+        normalized = _parsed_image(image).normalized
+        admitted = any(prefix_matches(normalized, p) for p in allowed)
+        if len(_ADMITTED) >= _ADMITTED_MAX:
+            _ADMITTED.clear()
+        _ADMITTED[key] = admitted
+    return admitted
 
 
 def prefix_matches(normalized: str, prefix: str) -> bool:
