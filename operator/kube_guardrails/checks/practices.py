@@ -97,6 +97,8 @@ def resources(ctx: registry.Context) -> Iterator[registry.Violation]:
             res = _map(c.get("resources"))
             requests = _map(res.get("requests"))
             limits = _map(res.get("limits"))
+            if _SHORTCUT and _all_positive(requests, limits):
+                continue
             for section, name in REQUIRED_RESOURCES:
                 # Fast path for the usual case, a positive quantity set on the container
                 # itself; anything else goes through _resource_problem for its phrase.
@@ -121,6 +123,36 @@ def resources(ctx: registry.Context) -> Iterator[registry.Violation]:
 # values ("100m", "128Mi") recur in every pod; bounded for pathological inputs.
 _POSITIVE: dict[str, bool] = {}
 _POSITIVE_MAX = 4096
+
+
+# _all_positive knows exactly these fields; if REQUIRED_RESOURCES changes, it stays unused.
+_SHORTCUT = REQUIRED_RESOURCES == (
+    ("requests", "cpu"),
+    ("requests", "memory"),
+    ("limits", "memory"),
+)
+
+
+def _all_positive(requests: Mapping[str, Any], limits: Mapping[str, Any]) -> bool:
+    """The usual container: all of REQUIRED_RESOURCES set to known-positive quantities.
+
+    Only a shortcut: False sends the container through the field-by-field check.
+    """
+    cpu = requests.get("cpu")
+    if cpu is None:
+        cpu = limits.get("cpu")
+    memory = requests.get("memory")
+    if memory is None:
+        memory = limits.get("memory")
+    limit = limits.get("memory")
+    return (
+        type(cpu) is str
+        and type(memory) is str
+        and type(limit) is str
+        and cpu in _POSITIVE
+        and memory in _POSITIVE
+        and limit in _POSITIVE
+    )
 
 
 def _resource_problem(res: Mapping[str, Any], *, section: str, name: str) -> str | None:

@@ -378,7 +378,9 @@ def _capabilities_restricted(ctx: registry.Context) -> Iterator[registry.Violati
 
 def _drops_all(drop: object) -> bool:
     """Does ``capabilities.drop`` list ``ALL``, compared as upstream does (exact text)?"""
-    return DROP_ALL in map(_text, _list(drop))
+    items = _list(drop)
+    # ``in`` first: decoded manifests hold strings, compared exactly as _text would.
+    return DROP_ALL in items or DROP_ALL in map(_text, items)
 
 
 @registry.check(
