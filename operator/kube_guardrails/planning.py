@@ -226,11 +226,17 @@ def review(
         selected: Sequence[engine.Selected] = plan.selected
         if exempt:
             selected = [s for s in selected if s.check.id not in exempt]
-        results = engine.run(pod, selected, level=plan.level, memo=memo)
-        for finding in engine.failed(results):
-            findings.append(
-                AttributedFinding(
-                    policy=pol.name, action=plan.actions[finding.check], finding=finding
+        actions = plan.actions
+        for result in engine.run(pod, selected, level=plan.level, memo=memo):
+            for finding in result.findings:  # engine.failed(), without the interim list
+                findings.append(
+                    AttributedFinding(
+                        policy=pol.name, action=actions[finding.check], finding=finding
+                    )
                 )
-            )
-    return Verdict(findings=tuple(findings), expired_exemptions=frozenset(expired))
+    return Verdict(
+        findings=tuple(findings), expired_exemptions=frozenset(expired) if expired else _NONE
+    )
+
+
+_NONE: frozenset[tuple[str, int]] = frozenset()
