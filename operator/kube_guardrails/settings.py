@@ -75,6 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             flag,
             dest=f"setting_{field}",
+            metavar=flag.lstrip("-").replace("-", "_").upper(),
             default=None,
             help=f"{text} [env {env_name(field)}; default {default}]",
         )
