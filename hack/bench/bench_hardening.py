@@ -117,7 +117,7 @@ def percentiles(values: list[float]) -> str:
     ordered = sorted(values)
 
     def pct(p: float) -> float:
-        return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))] * 1000
+        return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))] * 1000
 
     return (
         f"p50 {pct(0.50):.1f} ms, p90 {pct(0.90):.1f} ms, p99 {pct(0.99):.1f} ms, "
@@ -133,8 +133,26 @@ async def wait_for(check: Callable[[], bool], *, timeout: float, what: str) -> N
         await asyncio.sleep(0.01)
 
 
-async def burst(api: kmock_support.GuardrailsEmulator, names: list[str], labels: dict[str, str],
-                concurrency: int) -> None:
+async def paced(
+    api: kmock_support.GuardrailsEmulator, names: list[str], labels: dict[str, str], rate: float
+) -> None:
+    """Create the namespaces one by one at ``rate`` per second (no burst, no queueing)."""
+    start = time.perf_counter()
+    for i, name in enumerate(names):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        body = {"metadata": {"name": name, "labels": labels}}
+        async with api.post("/api/v1/namespaces", json=body) as resp:
+            assert resp.status == 200, await resp.text()
+
+
+async def burst(
+    api: kmock_support.GuardrailsEmulator,
+    names: list[str],
+    labels: dict[str, str],
+    concurrency: int,
+) -> None:
     """Create the namespaces as fast as the client allows (bounded concurrency)."""
     semaphore = asyncio.Semaphore(concurrency)
 
@@ -169,9 +187,11 @@ async def caught_up(memo: Any, timeout: float) -> None:
     await wait_for(lambda: memo.queue.started, timeout=timeout, what="caches synced")
     start = memo.hardening.published
     await wait_for(
-        lambda: memo.queue.busy == 0
-        and memo.hardening.published >= start + 2
-        and not memo.status.pending(),
+        lambda: (
+            memo.queue.busy == 0
+            and memo.hardening.published >= start + 2
+            and not memo.status.pending()
+        ),
         timeout=timeout,
         what="operator caught up",
     )
@@ -181,8 +201,9 @@ def per_namespace(counts: collections.Counter[str], n: int) -> str:
     return ", ".join(f"{k} {v / n:.3f}" for k, v in sorted(counts.items())) or "none"
 
 
-def operator_requests(emulator: kmock_support.GuardrailsEmulator, mark: int,
-                      user_agent_prefix: str = "") -> collections.Counter[str]:
+def operator_requests(
+    emulator: kmock_support.GuardrailsEmulator, mark: int, user_agent_prefix: str = ""
+) -> collections.Counter[str]:
     """Requests since ``mark`` that the operator sent (not the benchmark's own)."""
     out: collections.Counter[str] = collections.Counter()
     for r in emulator.requests_since(mark):
@@ -214,13 +235,17 @@ def bare_controller(url: str, stop: threading.Event, ready: threading.Event) -> 
                 np = builders.build_network_policy(ns, pol)
                 lr = builders.build_limit_range(ns, pol)
                 await asyncio.gather(
-                    session.post(f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
-                                 json=np),
+                    session.post(
+                        f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies", json=np
+                    ),
                     session.post(f"/api/v1/namespaces/{ns}/limitranges", json=lr),
                 )
 
-            async with session.get("/api/v1/namespaces", params={"watch": "true"},
-                                   timeout=aiohttp.ClientTimeout(total=None)) as resp:
+            async with session.get(
+                "/api/v1/namespaces",
+                params={"watch": "true"},
+                timeout=aiohttp.ClientTimeout(total=None),
+            ) as resp:
                 ready.set()
                 async for line in resp.content:
                     if stop.is_set():
@@ -229,7 +254,10 @@ def bare_controller(url: str, stop: threading.Event, ready: threading.Event) -> 
                         continue
                     event = json.loads(line)
                     meta = event["object"]["metadata"]
-                    if event["type"] == "ADDED" and (meta.get("labels") or {}).get("bench") == "bare":
+                    if (
+                        event["type"] == "ADDED"
+                        and (meta.get("labels") or {}).get("bench") == "bare"
+                    ):
                         task = asyncio.create_task(harden(meta["name"]))
                         tasks.add(task)
                         task.add_done_callback(tasks.discard)
@@ -241,7 +269,7 @@ def bare_controller(url: str, stop: threading.Event, ready: threading.Event) -> 
 # ------------------------------------------------------------------------------ main
 
 
-async def run(n: int, concurrency: int, with_bare: bool) -> None:
+async def run(n: int, concurrency: int, rate: float, with_bare: bool) -> None:
     say(f"machine: {machine()}")
     say(f"namespaces: {n}, client concurrency: {concurrency}")
     async with TimingEmulator() as emulator, kmock.Server(emulator):
@@ -281,11 +309,26 @@ async def run(n: int, concurrency: int, with_bare: bool) -> None:
                 say("\n== burst through the operator ==")
                 say(f"hardened {len(lat)}/{n} in {elapsed:.2f} s ({n / elapsed:.0f} namespaces/s)")
                 say(f"latency per namespace: {percentiles(lat)}")
-                writes = {k: v for k, v in burst_counts.items() if not k.startswith(("GET", "WATCH"))}
-                say(f"writes per namespace hardened: {per_namespace(collections.Counter(writes), n)}")
+                writes = {
+                    k: v for k, v in burst_counts.items() if not k.startswith(("GET", "WATCH"))
+                }
+                per_ns = per_namespace(collections.Counter(writes), n)
+                say(f"writes per namespace hardened: {per_ns}")
                 reads = {k: v for k, v in burst_counts.items() if k.startswith(("GET", "WATCH"))}
                 say(f"reads during the burst (total): {dict(sorted(reads.items())) or 'none'}")
                 say(f"status writes (total, batched): {memo.status.writes}")
+
+                if rate > 0:
+                    paced_names = [f"paced-{i:05d}" for i in range(max(n // 5, 1))]
+                    await paced(emulator, paced_names, {"bench": "operator"}, rate)
+                    await wait_for(
+                        lambda: len(emulator.latencies(paced_names)) == len(paced_names),
+                        timeout=600,
+                        what="paced hardening",
+                    )
+                    await caught_up(memo, timeout=120)
+                    say(f"\n== {len(paced_names)} more namespaces, paced at {rate:g}/s ==")
+                    say(f"latency per namespace: {percentiles(emulator.latencies(paced_names))}")
 
                 mark = emulator.mark()
                 resync_started = time.perf_counter()
@@ -294,19 +337,23 @@ async def run(n: int, concurrency: int, with_bare: bool) -> None:
                 resync_time = time.perf_counter() - resync_started
                 resync_counts = operator_requests(emulator, mark)
                 say("\n== no-op resync (every namespace re-checked) ==")
-                say(f"namespaces re-checked: {len(memo.inventory.namespace_names())} "
-                      f"in {resync_time:.2f} s (includes two status recount rounds)")
+                say(
+                    f"namespaces re-checked: {len(memo.inventory.namespace_names())} "
+                    f"in {resync_time:.2f} s (includes two status recount rounds)"
+                )
                 say(f"requests: {dict(resync_counts) or 'none'}")
-                resync_writes = sum(v for k, v in resync_counts.items()
-                                    if not k.startswith(("GET", "WATCH")))
+                resync_writes = sum(
+                    v for k, v in resync_counts.items() if not k.startswith(("GET", "WATCH"))
+                )
                 say(f"writes: {resync_writes} (target 0)")
 
             mark = emulator.mark()
             async with running_operator() as memo:
                 await caught_up(memo, timeout=120)
             restart_counts = operator_requests(emulator, mark)
-            restart_writes = sum(v for k, v in restart_counts.items()
-                                 if not k.startswith(("GET", "WATCH")))
+            restart_writes = sum(
+                v for k, v in restart_counts.items() if not k.startswith(("GET", "WATCH"))
+            )
             say("\n== restart with everything in place ==")
             say(f"requests: {dict(sorted(restart_counts.items()))}")
             say(f"writes: {restart_writes} (target 0)")
@@ -321,35 +368,58 @@ async def run(n: int, concurrency: int, with_bare: bool) -> None:
                 bare_names = [f"bare-{i:05d}" for i in range(n)]
                 started = time.perf_counter()
                 await burst(emulator, bare_names, {"bench": "bare"}, concurrency)
-                await wait_for(lambda: len(emulator.latencies(bare_names)) == n,
-                               timeout=600, what="bare hardening")
+                await wait_for(
+                    lambda: len(emulator.latencies(bare_names)) == n,
+                    timeout=600,
+                    what="bare hardening",
+                )
                 bare_elapsed = time.perf_counter() - started
-                stop.set()
                 bare_lat = emulator.latencies(bare_names)
                 say("\n== the same burst through a bare watch-and-create controller ==")
                 say("(note: the emulator now holds twice the objects, which slows it down)")
                 say(f"hardened {len(bare_lat)}/{n} in {bare_elapsed:.2f} s")
                 say(f"latency per namespace: {percentiles(bare_lat)}")
+                if rate > 0:
+                    paced_bare = [f"paced-bare-{i:05d}" for i in range(max(n // 5, 1))]
+                    await paced(emulator, paced_bare, {"bench": "bare"}, rate)
+                    await wait_for(
+                        lambda: len(emulator.latencies(paced_bare)) == len(paced_bare),
+                        timeout=600,
+                        what="paced bare hardening",
+                    )
+                    say(f"paced at {rate:g}/s: {percentiles(emulator.latencies(paced_bare))}")
+                stop.set()
                 op_p99 = sorted(lat)[int(0.99 * (len(lat) - 1))]
                 bare_p99 = sorted(bare_lat)[int(0.99 * (len(bare_lat) - 1))]
-                say(f"p99 ratio operator/bare: {op_p99 / bare_p99:.2f}")
+                say(f"burst p99 ratio operator/bare: {op_p99 / bare_p99:.2f}")
                 # The bare controller's watch stays open until the next namespace event.
-                async with emulator.post("/api/v1/namespaces",
-                                         json={"metadata": {"name": "bench-end"}}) as resp:
+                async with emulator.post(
+                    "/api/v1/namespaces", json={"metadata": {"name": "bench-end"}}
+                ) as resp:
                     assert resp.status == 200
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--namespaces", "-n", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=16,
-                        help="concurrent namespace creations by the benchmark client")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=16,
+        help="concurrent namespace creations by the benchmark client",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=20.0,
+        help="namespaces/s for the paced phase (n/5 namespaces; 0 skips it)",
+    )
     parser.add_argument("--no-bare", action="store_true", help="skip the bare controller")
     args = parser.parse_args()
     from kube_guardrails import logs
 
     logs.configure(fmt="console", level="warning")
-    asyncio.run(run(args.namespaces, args.concurrency, not args.no_bare))
+    asyncio.run(run(args.namespaces, args.concurrency, args.rate, not args.no_bare))
 
 
 if __name__ == "__main__":

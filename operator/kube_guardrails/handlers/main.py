@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import importlib
 import importlib.util
@@ -37,7 +38,9 @@ log = logs.get(__name__)
 
 HANDLER_MODULES = ("kube_guardrails.handlers.policies", "kube_guardrails.handlers.namespaces")
 WORKLOADS_MODULE = "kube_guardrails.handlers.workloads"
-RECONCILE_WORKERS = 4
+RECONCILE_WORKERS = 8
+# Parallel writes within a reconcile (one per managed kind) and Event posts.
+WRITE_THREADS = 16
 
 
 def handler_modules(config: guardrails_settings.Settings) -> list[str]:
@@ -110,12 +113,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         interval=config.status_interval_seconds,
     )
     memo.inventory = hardening.Inventory()
+    memo.executor = concurrent.futures.ThreadPoolExecutor(
+        max_workers=WRITE_THREADS, thread_name_prefix="hardening-write"
+    )
     memo.hardening = hardening.HardeningService(
         gateway=k8s_hardening.Gateway(api_client),
         inventory=memo.inventory,
         policies=memo.policies,
         status=memo.status,
         operator_namespace=config.namespace,
+        executor=memo.executor,
     )
     service: hardening.HardeningService = memo.hardening
     queue: workqueue.WorkQueue[str] = workqueue.WorkQueue(
@@ -193,6 +200,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     if batcher is not None:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(batcher.flush, force=True)
+    executor: concurrent.futures.Executor | None = memo.get("executor")
+    if executor is not None:  # let queued Event posts finish, then stop the threads
+        await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=False)
     api_client = memo.get("api_client")
     if api_client is not None:
         api_client.close()

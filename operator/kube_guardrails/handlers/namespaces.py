@@ -1,10 +1,15 @@
 """Namespace and managed-object watches: translate every change into a reconcile.
 
-Index handlers fill the hardening inventory; kopf runs the event handlers only once
-every indexed resource has been listed, so reconciles never start on a partial view.
-Event handlers store nothing on the objects (no annotations, no finalizers: these are
-``@kopf.on.event`` handlers) and only queue the namespace; the work queue reconciles
-it, retrying on errors (event handlers themselves are never retried by kopf).
+Index handlers fill the hardening inventory and queue the namespace when something
+hardening depends on changed (a new namespace, new labels, an edited managed object;
+not the echo of our own write). kopf runs the event handlers only once every indexed
+resource has been listed, so the first event handler call starts the work queue on a
+complete view: reconciling never mistakes "not listed yet" for "missing". Deletions do
+not reach index handlers, so the event handlers take those.
+
+Nothing is stored on the objects: index and ``@kopf.on.event`` handlers write no
+annotations and add no finalizers. The work queue retries failed reconciles (kopf
+never retries event handlers).
 
 Managed objects are watched by name (one fixed name per kind), not only by label: an
 object with our name but without our label must be known too, so that we leave it
@@ -23,23 +28,21 @@ from kube_guardrails.services import hardening, workqueue
 
 
 @kopf.index("", "v1", "namespaces", id="namespaces-index")
-async def namespace_indexed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def namespace_indexed(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     inventory: hardening.Inventory = memo.inventory
-    inventory.put_namespace(body)
+    if inventory.update_namespace(body):
+        queue: workqueue.WorkQueue[str] = memo.queue
+        queue.add(name)
 
 
 @kopf.on.event("", "v1", "namespaces", id="namespaces-event")
-async def namespace_event(
-    type: str, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any
-) -> None:
+async def namespace_event(type: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     main.ensure_started(memo)
-    inventory: hardening.Inventory = memo.inventory
     if type == "DELETED":
+        inventory: hardening.Inventory = memo.inventory
         inventory.remove_namespace(name)
-    else:
-        inventory.put_namespace(body)
-    queue: workqueue.WorkQueue[str] = memo.queue
-    queue.add(name)
+        queue: workqueue.WorkQueue[str] = memo.queue
+        queue.add(name)
 
 
 def _register(kind: builders.Kind) -> None:
@@ -53,9 +56,13 @@ def _register(kind: builders.Kind) -> None:
         value=kind.name,
         id=f"{kind.plural}-index",
     )
-    async def object_indexed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    async def object_indexed(
+        namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+    ) -> None:
         inventory: hardening.Inventory = memo.inventory
-        inventory.put_object(kind, body, watched=True)
+        if namespace and inventory.put_object(kind, body, watched=True):
+            queue: workqueue.WorkQueue[str] = memo.queue
+            queue.add(namespace)
 
     @kopf.on.event(
         group,
@@ -65,19 +72,13 @@ def _register(kind: builders.Kind) -> None:
         value=kind.name,
         id=f"{kind.plural}-event",
     )
-    async def object_event(
-        type: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
-    ) -> None:
+    async def object_event(type: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
         main.ensure_started(memo)
-        inventory: hardening.Inventory = memo.inventory
-        if not namespace:
-            return
-        if type == "DELETED":
+        if type == "DELETED" and namespace:
+            inventory: hardening.Inventory = memo.inventory
             inventory.remove_object(kind, namespace)
-        else:
-            inventory.put_object(kind, body, watched=True)
-        queue: workqueue.WorkQueue[str] = memo.queue
-        queue.add(namespace)
+            queue: workqueue.WorkQueue[str] = memo.queue
+            queue.add(namespace)
 
 
 for _kind in builders.MANAGED_KINDS:

@@ -34,9 +34,7 @@ async def policy_indexed(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) 
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL, id="policies-event")
-async def policy_event(
-    type: str, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any
-) -> None:
+async def policy_event(type: str, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     main.ensure_started(memo)
     store: policies.PolicyStore = memo.policies
     batcher: status.StatusBatcher = memo.status

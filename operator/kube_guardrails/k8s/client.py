@@ -98,7 +98,7 @@ def make_api_client(*, context: str | None) -> kubernetes.client.ApiClient:
     """An ApiClient for the cluster: in-cluster if available, else kube config ``context``."""
     cfg = make_configuration(context=context)
     # Enough pooled connections for the reconcile workers plus status and events.
-    cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, 16)
+    cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, 32)
     return kubernetes.client.ApiClient(cfg)
 
 

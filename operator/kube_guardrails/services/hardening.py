@@ -24,7 +24,9 @@ which retries the namespace with backoff. The periodic resync is the safety net.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import json
 import threading
@@ -129,6 +131,14 @@ class Inventory:
             self._namespaces[info.name] = info
         return info
 
+    def update_namespace(self, obj: Mapping[str, Any]) -> bool:
+        """Remember a namespace; True if it is new or what hardening depends on changed."""
+        info = NamespaceInfo.from_object(obj)
+        with self._lock:
+            held = self._namespaces.get(info.name)
+            self._namespaces[info.name] = info
+        return held != info
+
     def remove_namespace(self, name: str) -> None:
         with self._lock:
             self._namespaces.pop(name, None)
@@ -148,7 +158,12 @@ class Inventory:
             return sorted(self._namespaces)
 
     def put_object(self, kind: builders.Kind, obj: Mapping[str, Any], *, watched: bool) -> bool:
-        """Remember an object with one of our names; False if ignored (stale or foreign name)."""
+        """Remember an object with one of our names; True if that changed what we hold.
+
+        False for a foreign name, a stale watch event, or the watch echo of our own
+        write (same resourceVersion as the response we stored): none of them needs a
+        reconcile.
+        """
         meta = obj.get("metadata") or {}
         if meta.get("name") != kind.name:
             return False
@@ -157,7 +172,12 @@ class Inventory:
             held = self._objects.get(key)
             if watched and held is not None:
                 new_rv, old_rv = _resource_version(obj), _resource_version(held)
-                if new_rv is not None and old_rv is not None and new_rv < old_rv:
+                if new_rv is not None and old_rv is not None:
+                    if new_rv < old_rv:
+                        return False
+                    if new_rv == old_rv:
+                        return False
+                elif held == obj:
                     return False
             self._objects[key] = dict(obj)
         return True
@@ -250,8 +270,10 @@ class HardeningService:
         policies: policy_store.PolicyStore,
         status: status_service.StatusBatcher | None,
         operator_namespace: str,
+        executor: concurrent.futures.Executor | None = None,
     ) -> None:
         self._gateway = gateway
+        self._executor = executor
         self._inventory = inventory
         self._policies = policies
         self._status = status
@@ -259,6 +281,8 @@ class HardeningService:
         self._lock = threading.Lock()
         # (namespace, plural) -> fingerprint of the desired object we last saw in place.
         self._applied: dict[tuple[str, str], str] = {}
+        # namespace -> (names of the policies selecting it, best first; hardened by the first?)
+        self._results: dict[str, tuple[tuple[str, ...], bool]] = {}
         self.published = 0  # status recounts pushed (the liveness probe shows it)
 
     @property
@@ -281,24 +305,36 @@ class HardeningService:
             self._forget(namespace)
             return result
         if ns.terminating:
+            with self._lock:
+                self._results.pop(namespace, None)
             return result
-        policy = self.governing(ns)
+        matched = planning.matching_policies(
+            self._policies.valid(),
+            namespace=ns.name,
+            labels=ns.labels,
+            operator_namespace=self._operator_namespace,
+        )
+        policy = matched[0] if matched else None
         result.policy = policy.name if policy else None
         desired = builders.desired_objects(namespace, policy)
+        names = tuple(p.name for p in matched)
+        with self._lock:  # until this pass succeeds, count the namespace as not hardened
+            self._results[namespace] = (names, False)
 
         live_before = {kind: self._inventory.object(kind, namespace) for kind in desired}
         had_ours = any(obj is not None and builders.is_managed(obj) for obj in live_before.values())
         restored: list[str] = []
         created = False
-        for kind, want in desired.items():
-            outcome = self._reconcile_object(
-                kind=kind, ns=ns, want=want, live=live_before[kind], result=result
-            )
+        for kind, outcome in zip(
+            desired, self._each_kind(ns, desired, live_before, result), strict=True
+        ):
             if outcome == "restored":
                 restored.append(kind.kind)
             created = created or outcome in ("created", "restored")
 
         result.hardened = policy is not None and not result.skipped_foreign
+        with self._lock:
+            self._results[namespace] = (names, result.hardened)
         if restored:
             self._event(
                 result,
@@ -327,6 +363,32 @@ class HardeningService:
                 writes=[f"{w.verb}:{w.kind}" for w in result.writes],
             )
         return result
+
+    def _each_kind(
+        self,
+        ns: NamespaceInfo,
+        desired: Mapping[builders.Kind, dict[str, Any] | None],
+        live: Mapping[builders.Kind, dict[str, Any] | None],
+        result: Result,
+    ) -> list[str]:
+        """Reconcile every managed kind; in parallel when an executor is configured.
+
+        The kinds are independent objects, so their writes need not wait for each
+        other: a new namespace gets its NetworkPolicy and LimitRange in one round trip
+        of latency instead of two. Every kind is attempted even if one fails; then the
+        first error is raised (the work queue retries the namespace).
+        """
+
+        def one(kind: builders.Kind) -> str:
+            return self._reconcile_object(
+                kind=kind, ns=ns, want=desired[kind], live=live[kind], result=result
+            )
+
+        if self._executor is None:
+            return [one(kind) for kind in desired]
+        futures = [self._executor.submit(one, kind) for kind in desired]
+        concurrent.futures.wait(futures)
+        return [f.result() for f in futures]
 
     def _reconcile_object(
         self,
@@ -449,44 +511,41 @@ class HardeningService:
         message: str,
     ) -> None:
         result.events.append(reason)
-        self._gateway.post_event(
-            regarding=ns.reference(), type=type, reason=reason, message=message, action=action
+        post = functools.partial(
+            self._gateway.post_event,
+            regarding=ns.reference(),
+            type=type,
+            reason=reason,
+            message=message,
+            action=action,
         )
+        if self._executor is None:
+            post()
+        else:  # the objects are in place; the Event need not hold up the next namespace
+            self._executor.submit(post)
 
     def _forget(self, namespace: str) -> None:
         with self._lock:
+            self._results.pop(namespace, None)
             for key in [k for k in self._applied if k[0] == namespace]:
                 del self._applied[key]
 
     # ------------------------------------------------------------------ status
 
-    def is_hardened(self, ns: NamespaceInfo, policy: policy_model.Policy) -> bool:
-        """Are all of the policy's objects in place, as desired, in the namespace?"""
-        for kind, want in builders.desired_objects(ns.name, policy).items():
-            if want is None:
-                continue
-            live = self._inventory.object(kind, ns.name)
-            if live is None or not builders.is_managed(live) or not builders.matches(live, want):
-                return False
-        return True
-
     def counts(self) -> dict[str, tuple[int, int]]:
-        """policy -> (namespaces matched, namespaces hardened by it), from the inventory."""
-        valid = self._policies.valid()
-        out = {p.name: (0, 0) for p in valid}
-        for ns in self._inventory.namespaces():
-            if ns.terminating:
-                continue
-            found = planning.matching_policies(
-                valid,
-                namespace=ns.name,
-                labels=ns.labels,
-                operator_namespace=self._operator_namespace,
-            )
-            for i, pol in enumerate(found):
-                matched, hardened = out[pol.name]
-                done = i == 0 and self.is_hardened(ns, pol)
-                out[pol.name] = (matched + 1, hardened + int(done))
+        """policy -> (namespaces matched, namespaces hardened by it), as last reconciled.
+
+        Built from each namespace's last reconcile (every change that can alter a
+        count queues that namespace), so a recount costs no object comparisons.
+        """
+        out = {p.name: (0, 0) for p in self._policies.valid()}
+        with self._lock:
+            results = list(self._results.values())
+        for names, hardened in results:
+            for i, name in enumerate(names):
+                if name in out:
+                    matched, done = out[name]
+                    out[name] = (matched + 1, done + int(i == 0 and hardened))
         return out
 
     def publish_status(self) -> None:
@@ -534,7 +593,8 @@ async def publish_status_forever(
     """Recount matched/hardened namespaces now and then (the batcher decides on writes)."""
     while True:
         await asyncio.sleep(interval)
-        if queue.started:
+        # Not before the first full pass: partial counts would be written at start-up.
+        if queue.started and queue.drained:
             await asyncio.to_thread(service.publish_status)
 
 

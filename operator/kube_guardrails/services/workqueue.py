@@ -54,6 +54,7 @@ class WorkQueue(Generic[K]):
         self._started = asyncio.Event()
         self.processed = 0
         self.failed = 0
+        self.drained = False  # has the queue been empty once since start()?
 
     # ------------------------------------------------------------------ adding
 
@@ -94,6 +95,8 @@ class WorkQueue(Generic[K]):
     def start(self) -> None:
         """Let the workers take keys (keys added before are kept and processed then)."""
         self._started.set()
+        if not self._order:
+            self.drained = True
 
     @property
     def started(self) -> bool:
@@ -151,3 +154,4 @@ class WorkQueue(Generic[K]):
                     self._has_work.set()
                 if not self._order and not self._processing:
                     self._idle.set()
+                    self.drained = True
