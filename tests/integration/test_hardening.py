@@ -318,3 +318,26 @@ async def test_restart_with_everything_in_place_writes_nothing(
     assert emulator.writes_since(mark) == []
     # ... and reads no object one by one: the inventory comes from the watches.
     assert [r for r in emulator.requests_since(mark) if r.action == kmock.action.FETCH] == []
+
+
+async def test_deleted_policy_unhardens_and_the_next_policy_takes_over(
+    emulator: kmock_support.GuardrailsEmulator, api: Api, operator: Operator
+) -> None:
+    await create(api, POLICY_PATH, policy("first", priority=10))
+    await create(api, POLICY_PATH, policy("second", namespaceSelector={"matchLabels": {"x": "y"}}))
+    await create(api, "/api/v1/namespaces", namespace("team-l"))
+    await create(api, "/api/v1/namespaces", namespace("team-m", x="y"))
+    await eventually(
+        lambda: hardened(emulator, "team-l") and hardened(emulator, "team-m"), what="hardened"
+    )
+    await operator.caught_up()
+    status, _ = await api("DELETE", f"{POLICY_PATH}/first")
+    assert status == 200
+    # No garbage collector in the emulator: the operator itself removes what no policy wants.
+    await eventually(lambda: unhardened(emulator, "team-l"), what="team-l un-hardened")
+
+    def governed_by_second() -> bool:
+        np = emulator.read(NP, "team-m", NP_NAME) or {}
+        return bool(np) and np["metadata"]["labels"]["kube-guardrails.io/policy"] == "second"
+
+    await eventually(governed_by_second, what="second policy took over team-m")

@@ -547,3 +547,26 @@ def test_affected_by_policy_covers_old_and_new_selection() -> None:
 )
 def test_merge_patch(live: dict[str, Any], desired: dict[str, Any], patch: dict[str, Any]) -> None:
     assert hardening.merge_patch(live, desired) == patch
+
+
+def test_parallel_writes_with_an_executor() -> None:
+    import concurrent.futures
+
+    world = make_world(gp(hardening={"resourceQuota": {"enabled": True, "hard": {"pods": "3"}}}))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        service = hardening.HardeningService(
+            gateway=world.gateway,
+            inventory=world.inventory,
+            policies=world.store,
+            status=None,
+            operator_namespace="kube-guardrails-system",
+            executor=pool,
+        )
+        result = service.reconcile("team-a")
+    assert sorted(world.gateway.writes) == [
+        ("create", "LimitRange", "team-a"),
+        ("create", "NetworkPolicy", "team-a"),
+        ("create", "ResourceQuota", "team-a"),
+    ]
+    assert result.events == ["NamespaceHardened"]
+    assert world.gateway.events == HARDENED_EVENT  # posted by the pool, finished on exit
