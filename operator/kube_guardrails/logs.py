@@ -128,6 +128,11 @@ def configure(*, fmt: str, level: str) -> None:
     root.setLevel(LEVELS[level])
     for name, quiet in _QUIET.items():
         logging.getLogger(name).setLevel(max(quiet, LEVELS[level]))
+    # kopf says "Handler ... succeeded" for every watch event; our services log what
+    # was done (with namespace= and policy=). Keep kopf's per-object lines for debug.
+    logging.getLogger("kopf.objects").setLevel(
+        logging.DEBUG if level == "debug" else max(logging.WARNING, LEVELS[level])
+    )
     # kopf attaches its own handlers only through its CLI; make sure none duplicate ours.
     for name in ("kopf", "kopf.objects"):
         kopf_logger = logging.getLogger(name)

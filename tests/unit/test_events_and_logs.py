@@ -104,11 +104,13 @@ def test_json_logs_with_fields(captured: io.StringIO) -> None:
 
 
 def test_kopf_records_come_out_in_the_same_format(captured: io.StringIO) -> None:
-    logging.getLogger("kopf.objects").info(
-        "Handler 'x' succeeded.", extra={"k8s_ref": {"namespace": "team-a", "name": "web"}}
+    kopf_objects = logging.getLogger("kopf.objects")
+    kopf_objects.info("Handler 'x' succeeded.")  # per-event chatter: debug level only
+    kopf_objects.warning(
+        "Handler 'x' failed.", extra={"k8s_ref": {"namespace": "team-a", "name": "web"}}
     )
     (record,) = lines(captured)
-    assert record["event"] == "Handler 'x' succeeded."
+    assert record["event"] == "Handler 'x' failed."
     assert record["logger"] == "kopf.objects"
     assert (record["namespace"], record["name"]) == ("team-a", "web")
 
