@@ -268,7 +268,8 @@ class GuardrailsEmulator(kmock.KubernetesEmulator, FastDispatch):
         method = str(request.method.value).upper()
         if request.action == enums.action.WATCH:
             method = "WATCH"
-        plural = request.resource.plural if request.resource is not None else request.url.path
+        resource = request.resource
+        plural = resource.plural if resource is not None and resource.plural else request.url.path
         sub = f"/{request.subresource}" if request.subresource else ""
         return f"{method} {plural}{sub}"
 
