@@ -12,8 +12,8 @@ GuardrailPolicy:
   storing the later of its NetworkPolicy and LimitRange (p50, p90, p99, max);
 - API requests per namespace hardened, by verb and resource (everything the operator
   sent during the burst, divided by N: creates, events, status patches);
-- a no-op resync (every namespace re-checked) and a restart with everything in place:
-  requests made, which must include zero writes;
+- a no-op resync (four LISTs, then every namespace re-checked) and a restart with
+  everything in place: requests made, which must include zero writes;
 - for scale, the same burst through a bare watch-and-create controller (an aiohttp
   watch on namespaces that POSTs the same two objects, nothing else) on the same
   emulator, and the ratio of the two p99s.
@@ -332,11 +332,12 @@ async def run(n: int, concurrency: int, rate: float, with_bare: bool) -> None:
 
                 mark = emulator.mark()
                 resync_started = time.perf_counter()
+                await asyncio.to_thread(memo.hardening.relist)
                 memo.queue.add_many(memo.inventory.namespace_names())
                 await caught_up(memo, timeout=120)
                 resync_time = time.perf_counter() - resync_started
                 resync_counts = operator_requests(emulator, mark)
-                say("\n== no-op resync (every namespace re-checked) ==")
+                say("\n== no-op resync (re-list, then every namespace re-checked) ==")
                 say(
                     f"namespaces re-checked: {len(memo.inventory.namespace_names())} "
                     f"in {resync_time:.2f} s (includes two status recount rounds)"

@@ -7,6 +7,7 @@ operator reports itself caught up (queue idle, status recounted twice).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kmock
@@ -311,9 +312,17 @@ async def test_restart_with_everything_in_place_writes_nothing(
     mark = emulator.mark()
     async with operator_factory() as op:
         await op.caught_up()
-        # A full resync too: every namespace re-checked from the in-memory inventory.
+        # A full resync too: re-list, then every namespace re-checked in memory.
+        relist_mark = emulator.mark()
+        assert await asyncio.to_thread(op.memo.hardening.relist) == []
         op.memo.queue.add_many(op.memo.inventory.namespace_names())
         await op.caught_up()
+        assert emulator.count(emulator.requests_since(relist_mark)) == {
+            "GET namespaces": 1,
+            "GET networkpolicies": 1,
+            "GET limitranges": 1,
+            "GET resourcequotas": 1,
+        }
         assert op.memo.queue.processed >= 5
     assert emulator.writes_since(mark) == []
     # ... and reads no object one by one: the inventory comes from the watches.

@@ -24,6 +24,7 @@ class FakeGateway:
     writes: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
     events: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
     fail: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)  # (verb, kind)
+    namespaces: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     version: int = 100
 
     def _error(self, verb: str, kind: builders.Kind) -> None:
@@ -72,6 +73,12 @@ class FakeGateway:
     def get(self, kind: builders.Kind, *, namespace: str, name: str) -> dict[str, Any] | None:
         obj = self.objects.get((kind.plural, namespace))
         return copy.deepcopy(obj) if obj is not None else None
+
+    def list_objects(self, kind: builders.Kind) -> list[dict[str, Any]]:
+        return [copy.deepcopy(o) for (p, _), o in self.objects.items() if p == kind.plural]
+
+    def list_namespaces(self) -> list[dict[str, Any]]:
+        return [copy.deepcopy(o) for o in self.namespaces.values()]
 
     def post_event(
         self,
@@ -151,6 +158,7 @@ def make_world(
         store.upsert(pol)
     for name in namespaces:
         inventory.put_namespace(ns_obj(name))
+        gateway.namespaces[name] = ns_obj(name)
     service = hardening.HardeningService(
         gateway=gateway,
         inventory=inventory,
@@ -570,3 +578,42 @@ def test_parallel_writes_with_an_executor() -> None:
     ]
     assert result.events == ["NamespaceHardened"]
     assert world.gateway.events == HARDENED_EVENT  # posted by the pool, finished on exit
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_relist_catches_deletions_missed_while_the_watch_was_down() -> None:
+    world = make_world(gp(), namespaces=("team-a", "team-b"))
+    harden_first(world)
+    world.service.reconcile("team-b")
+    world.watch_sync()
+    world.reset()
+    # While the watch is down: our NetworkPolicy and namespace team-b are deleted.
+    del world.gateway.objects[NP.plural, "team-a"]
+    del world.gateway.namespaces["team-b"]
+    world.service.reconcile("team-a")
+    assert world.gateway.writes == []  # the stale inventory says all is in place
+    gone = world.service.relist()
+    assert gone == ["team-b"]
+    world.service.reconcile("team-a")
+    world.service.reconcile("team-b")
+    assert world.gateway.writes == [("create", "NetworkPolicy", "team-a")]
+    assert world.gateway.events == RESTORED_EVENT
+    assert world.service.counts() == {"baseline": (1, 1)}
+
+
+def test_relist_keeps_what_the_watch_stored_after_the_list_began() -> None:
+    clock = Clock()
+    inventory = hardening.Inventory(clock=clock)
+    clock.t = 10.0
+    inventory.put_namespace(ns_obj("old"))
+    clock.t = 20.0
+    inventory.put_namespace(ns_obj("new"))  # an ADDED event racing the LIST
+    gone = inventory.relisted(started=15.0, namespaces=[], objects={})
+    assert gone == ["old"] and inventory.namespace_names() == ["new"]

@@ -140,9 +140,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         asyncio.create_task(memo.status.run(), name="status-flush"),
         asyncio.create_task(queue.run(), name="reconcile-queue"),
         asyncio.create_task(
-            hardening.resync_forever(
-                queue=queue, inventory=memo.inventory, interval=config.resync_seconds
-            ),
+            hardening.resync_forever(queue=queue, service=service, interval=config.resync_seconds),
             name="resync",
         ),
         asyncio.create_task(

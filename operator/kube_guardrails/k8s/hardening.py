@@ -56,6 +56,18 @@ class Gateway:
     def get(self, kind: builders.Kind, *, namespace: str, name: str) -> dict[str, Any] | None:
         return client.get_or_none(self._api, _path(kind, namespace, name))
 
+    def list_objects(self, kind: builders.Kind) -> list[dict[str, Any]]:
+        """Our objects of a kind in every namespace (by our fixed name)."""
+        path = client.object_path(api_version=kind.api_version, plural=kind.plural, namespace=None)
+        found = client.request(
+            self._api, "GET", path, query={"fieldSelector": f"metadata.name={kind.name}"}
+        )
+        return list(found.get("items") or [])
+
+    def list_namespaces(self) -> list[dict[str, Any]]:
+        found = client.request(self._api, "GET", "/api/v1/namespaces")
+        return list(found.get("items") or [])
+
     def post_event(
         self,
         *,

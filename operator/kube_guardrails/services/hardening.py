@@ -30,7 +30,8 @@ import functools
 import hashlib
 import json
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, Protocol
 
 from kube_guardrails import builders, logs, planning
@@ -65,6 +66,10 @@ class Gateway(Protocol):
     def delete(self, kind: builders.Kind, *, namespace: str, name: str) -> bool: ...
 
     def get(self, kind: builders.Kind, *, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def list_objects(self, kind: builders.Kind) -> list[dict[str, Any]]: ...
+
+    def list_namespaces(self) -> list[dict[str, Any]]: ...
 
     def post_event(
         self,
@@ -120,15 +125,19 @@ class Inventory:
     Thread-safe: watches update it in the event loop, reconciles read it in threads.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
         self._namespaces: dict[str, NamespaceInfo] = {}
         self._objects: dict[tuple[str, str], dict[str, Any]] = {}  # (plural, ns) -> object
+        # When each entry was last stored: a re-list only drops what it predates.
+        self._seen: dict[tuple[str, str], float] = {}
 
     def put_namespace(self, obj: Mapping[str, Any]) -> NamespaceInfo:
         info = NamespaceInfo.from_object(obj)
         with self._lock:
             self._namespaces[info.name] = info
+            self._seen["namespaces", info.name] = self._clock()
         return info
 
     def update_namespace(self, obj: Mapping[str, Any]) -> bool:
@@ -137,6 +146,7 @@ class Inventory:
         with self._lock:
             held = self._namespaces.get(info.name)
             self._namespaces[info.name] = info
+            self._seen["namespaces", info.name] = self._clock()
         return held != info
 
     def remove_namespace(self, name: str) -> None:
@@ -180,7 +190,51 @@ class Inventory:
                 elif held == obj:
                     return False
             self._objects[key] = dict(obj)
+            self._seen[key] = self._clock()
         return True
+
+    def relisted(
+        self,
+        *,
+        started: float,
+        namespaces: Iterable[Mapping[str, Any]],
+        objects: Mapping[builders.Kind, Iterable[Mapping[str, Any]]],
+    ) -> list[str]:
+        """Reconcile the mirror with fresh LISTs that began at ``started`` (clock time).
+
+        Watches deliver every change, except deletions that happen while a watch is
+        down (an outage, a 410 Gone and re-list): those leave stale entries behind.
+        A periodic re-list drops entries the lists no longer contain, unless they
+        were stored after the lists began (a watch event newer than the list).
+        Returns the namespaces dropped (deleted while unwatched).
+        """
+        listed_ns = {NamespaceInfo.from_object(o).name for o in namespaces}
+        listed_objects = {
+            (kind.plural, str((o.get("metadata") or {}).get("namespace") or ""))
+            for kind, objs in objects.items()
+            for o in objs
+            if (o.get("metadata") or {}).get("name") == kind.name
+        }
+        for obj in namespaces:
+            self.update_namespace(obj)
+        for kind, objs in objects.items():
+            for obj in objs:
+                self.put_object(kind, obj, watched=True)
+        removed: list[str] = []
+        with self._lock:
+            for name in list(self._namespaces):
+                if name not in listed_ns and self._seen.get(("namespaces", name), 0) < started:
+                    del self._namespaces[name]
+                    removed.append(name)
+            plurals = {kind.plural for kind in objects}
+            for key in list(self._objects):
+                stale = key not in listed_objects and self._seen.get(key, 0) < started
+                if key[0] in plurals and stale:
+                    del self._objects[key]
+        return removed
+
+    def clock(self) -> float:
+        return self._clock()
 
     def remove_object(self, kind: builders.Kind, namespace: str) -> None:
         with self._lock:
@@ -556,6 +610,13 @@ class HardeningService:
             self._status.set_namespaces(name, matched=matched, hardened=hardened)
         self.published += 1
 
+    def relist(self) -> list[str]:
+        """Refresh the inventory from LISTs (reads only); returns namespaces found gone."""
+        started = self._inventory.clock()
+        namespaces = self._gateway.list_namespaces()
+        objects = {kind: self._gateway.list_objects(kind) for kind in builders.MANAGED_KINDS}
+        return self._inventory.relisted(started=started, namespaces=namespaces, objects=objects)
+
     # ------------------------------------------------------------------ fan-out
 
     def affected_by_policy(
@@ -574,17 +635,23 @@ class HardeningService:
 
 
 async def resync_forever(
-    *, queue: workqueue.WorkQueue[str], inventory: Inventory, interval: float
+    *, queue: workqueue.WorkQueue[str], service: HardeningService, interval: float
 ) -> None:
-    """The safety net: every ``interval`` seconds, re-check every namespace.
+    """The safety net: every ``interval`` seconds, re-list and re-check every namespace.
 
-    Watches do the real work; this catches anything a lost watch event or a bug let
-    slip. It costs no API requests when nothing changed (the inventory is in memory).
+    Watches do the real work; this catches what a lost watch event (a deletion while
+    a watch was down) or a bug let slip. It costs four LIST requests and no writes
+    when nothing changed: the comparisons run on the in-memory inventory.
     """
     while True:
         await asyncio.sleep(interval)
-        if queue.started:
-            queue.add_many(inventory.namespace_names())
+        if not queue.started:
+            continue
+        try:
+            queue.add_many(await asyncio.to_thread(service.relist))  # gone: forget them
+        except Exception as e:  # an outage: re-check from what the watches told us
+            log.warning("resync-list-failed", error=repr(e)[:300])
+        queue.add_many(service.inventory.namespace_names())
 
 
 async def publish_status_forever(
