@@ -372,16 +372,20 @@ class HardeningService:
         result.policy = policy.name if policy else None
         desired = builders.desired_objects(namespace, policy)
         names = tuple(p.name for p in matched)
-        with self._lock:  # until this pass succeeds, count the namespace as not hardened
-            self._results[namespace] = (names, False)
 
         live_before = {kind: self._inventory.object(kind, namespace) for kind in desired}
         had_ours = any(obj is not None and builders.is_managed(obj) for obj in live_before.values())
         restored: list[str] = []
         created = False
-        for kind, outcome in zip(
-            desired, self._each_kind(ns, desired, live_before, result), strict=True
-        ):
+        try:
+            outcomes = self._each_kind(ns, desired, live_before, result)
+        except Exception:
+            # Counted as not hardened until a pass succeeds. (Nothing is recorded before
+            # a pass: a resync re-checking a hardened namespace must not dip the count.)
+            with self._lock:
+                self._results[namespace] = (names, False)
+            raise
+        for kind, outcome in zip(desired, outcomes, strict=True):
             if outcome == "restored":
                 restored.append(kind.kind)
             created = created or outcome in ("created", "restored")
