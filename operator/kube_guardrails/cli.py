@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from kube_guardrails.checks import registry
+
+    # A check without metadata or a duplicate id is a bug in this program: refuse to
+    # start rather than report half-documented findings.
+    registry.validate()
     if args.command == "audit":
         from kube_guardrails.audit import command as audit_command
 
