@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import kopf
 
-from kube_guardrails.handlers import main, namespaces
+from kube_guardrails.handlers import main, namespaces, workloads
 
 
 class _Queue:
     def __init__(self, started: bool) -> None:
         self.started = started
+
+
+class _Service:
+    def __init__(self, synced: bool) -> None:
+        self.is_synced = synced
 
 
 def test_no_diff_base_is_computed_or_stored() -> None:
@@ -35,3 +40,15 @@ def test_event_handlers_run_for_deletions_and_until_started() -> None:
     assert flt(type="ADDED", memo=waiting)
     assert flt(type=None, memo=waiting)
     assert flt(type="MODIFIED", memo=kopf.Memo())  # before start-up built the queue
+
+
+def test_workload_namespace_events_run_for_deletions_and_until_synced() -> None:
+    synced, waiting = kopf.Memo(workloads=_Service(True)), kopf.Memo(workloads=_Service(False))
+    flt = workloads._deletion_or_unsynced
+    assert flt(type="DELETED", memo=synced)
+    assert not flt(type="ADDED", memo=synced)
+    assert not flt(type="MODIFIED", memo=synced)
+    assert not flt(type=None, memo=synced)
+    assert flt(type="ADDED", memo=waiting)
+    assert flt(type=None, memo=waiting)
+    assert flt(type="MODIFIED", memo=kopf.Memo())  # before start-up built the service

@@ -163,6 +163,11 @@ class WorkloadService:
         if body.get("kind") in KINDS:
             self._objects[key_of(body)] = body
 
+    @property
+    def is_synced(self) -> bool:
+        """Has the initial listing been counted (see :meth:`synced`)?"""
+        return self._synced
+
     async def synced(self) -> None:
         """Every watch has listed its objects: count them all, then let status flow.
 
