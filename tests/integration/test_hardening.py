@@ -93,6 +93,16 @@ def ready(emulator: kmock_support.GuardrailsEmulator, name: str) -> dict[str, An
     return None
 
 
+async def policy_and_hardened_namespace(
+    *, emulator: kmock_support.GuardrailsEmulator, api: Api, operator: Operator, ns: str
+) -> None:
+    """The common start: the default policy, one new namespace, hardened and settled."""
+    await create(api, POLICY_PATH, policy())
+    await create(api, "/api/v1/namespaces", namespace(ns))
+    await eventually(lambda: hardened(emulator, ns), what=f"{ns} hardened")
+    await operator.caught_up()
+
+
 async def test_namespace_existing_at_startup_is_hardened(
     emulator: kmock_support.GuardrailsEmulator, api: Api, operator_factory: OperatorFactory
 ) -> None:
@@ -156,10 +166,7 @@ async def test_new_namespace_is_hardened_and_system_ones_are_not(
 async def test_deleted_network_policy_comes_back(
     emulator: kmock_support.GuardrailsEmulator, api: Api, operator: Operator
 ) -> None:
-    await create(api, POLICY_PATH, policy())
-    await create(api, "/api/v1/namespaces", namespace("team-c"))
-    await eventually(lambda: hardened(emulator, "team-c"), what="team-c hardened")
-    await operator.caught_up()
+    await policy_and_hardened_namespace(emulator=emulator, api=api, operator=operator, ns="team-c")
     status, _ = await api("DELETE", np_path("team-c"))
     assert status == 200
     await eventually(lambda: emulator.read(NP, "team-c", NP_NAME), what="NetworkPolicy restored")
@@ -173,10 +180,7 @@ async def test_deleted_network_policy_comes_back(
 async def test_edited_limit_range_is_restored(
     emulator: kmock_support.GuardrailsEmulator, api: Api, operator: Operator
 ) -> None:
-    await create(api, POLICY_PATH, policy())
-    await create(api, "/api/v1/namespaces", namespace("team-d"))
-    await eventually(lambda: hardened(emulator, "team-d"), what="team-d hardened")
-    await operator.caught_up()
+    await policy_and_hardened_namespace(emulator=emulator, api=api, operator=operator, ns="team-d")
     edited = {"spec": {"limits": [{"type": "Container", "default": {"cpu": "8"}}]}}
     await patch(api, lr_path("team-d"), edited)
     await eventually(lambda: lr_cpu(emulator, "team-d") == "500m", what="LimitRange restored")
@@ -237,10 +241,7 @@ async def test_namespace_that_stops_matching_is_unhardened(
 async def test_bad_policy_gets_status_and_event_and_changes_nothing(
     emulator: kmock_support.GuardrailsEmulator, api: Api, operator: Operator
 ) -> None:
-    await create(api, POLICY_PATH, policy())
-    await create(api, "/api/v1/namespaces", namespace("team-h"))
-    await eventually(lambda: hardened(emulator, "team-h"), what="team-h hardened")
-    await operator.caught_up()
+    await policy_and_hardened_namespace(emulator=emulator, api=api, operator=operator, ns="team-h")
     bad = policy(
         "broken",
         priority=100,
@@ -266,10 +267,7 @@ async def test_bad_policy_gets_status_and_event_and_changes_nothing(
 async def test_no_kopf_state_on_namespaces_or_policies(
     emulator: kmock_support.GuardrailsEmulator, api: Api, operator: Operator
 ) -> None:
-    await create(api, POLICY_PATH, policy())
-    await create(api, "/api/v1/namespaces", namespace("team-i"))
-    await eventually(lambda: hardened(emulator, "team-i"), what="team-i hardened")
-    await operator.caught_up()
+    await policy_and_hardened_namespace(emulator=emulator, api=api, operator=operator, ns="team-i")
     for resource, ns, name in ((NS, None, "team-i"), (POLICIES, None, "baseline")):
         obj = emulator.read(resource, ns, name)
         assert obj is not None
