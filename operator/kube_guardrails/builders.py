@@ -244,3 +244,55 @@ def _same_quantity(live: Any, want: Any) -> bool:
         return bool(quantity.parse_quantity(live) == quantity.parse_quantity(want))
     except (quantity.QuantityError, decimal.InvalidOperation, TypeError, ValueError):
         return bool(live == want)
+
+
+# ------------------------------------------------------------------------- change
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """What reconciling one managed kind in one namespace does, and why (for ``plan``).
+
+    ``action``: ``create``, ``update``, ``delete``, ``unchanged``, or ``conflict`` (an
+    object with our name exists without our ``managed-by`` label: it belongs to someone
+    else, so it is never touched and the namespace stays unhardened for that kind).
+    """
+
+    action: str
+    reason: str = ""
+
+
+def planned_change(live: Mapping[str, Any] | None, want: Mapping[str, Any] | None) -> Change:
+    """The write the hardening reconcile makes for one kind, as a pure decision.
+
+    The same rules as ``services.hardening`` (which applies them): a foreign object is
+    left alone whatever we want; otherwise absent and wanted is a create, present and
+    not wanted a delete, present and different (:func:`matches`) an update.
+    """
+    if live is not None and not is_managed(live):
+        if want is None:
+            return Change("unchanged")
+        return Change("conflict", "exists without the managed-by label; left alone")
+    if want is None:
+        return Change("unchanged") if live is None else Change("delete", _owner_text(live))
+    if live is None:
+        return Change("create")
+    if matches(live, want):
+        return Change("unchanged")
+    return Change("update", _difference(live, want))
+
+
+def _owner_text(live: Mapping[str, Any]) -> str:
+    policy = ((live.get("metadata") or {}).get("labels") or {}).get(LABEL_POLICY)
+    return f"was from policy {policy}" if policy else ""
+
+
+def _difference(live: Mapping[str, Any], want: Mapping[str, Any]) -> str:
+    live_policy = ((live.get("metadata") or {}).get("labels") or {}).get(LABEL_POLICY)
+    want_policy = ((want.get("metadata") or {}).get("labels") or {}).get(LABEL_POLICY)
+    parts: list[str] = []
+    if live_policy != want_policy:
+        parts.append(f"policy {live_policy or '(none)'} -> {want_policy}")
+    if not _equal(live.get("spec"), want.get("spec"), quantities=False):
+        parts.append("spec differs")
+    return "; ".join(parts) or "labels or ownerReference differ"

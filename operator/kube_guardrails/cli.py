@@ -1,4 +1,4 @@
-"""The ``kube-guardrails`` command line: ``run`` (the operator) and ``audit`` (offline).
+"""The ``kube-guardrails`` command line: ``run`` (the operator), ``audit`` (offline), ``plan``.
 
 kopf is imported only by ``run``: the audit path must work on a machine with no cluster
 and no kube config.
@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     settings.add_arguments(run)
     audit = sub.add_parser("audit", help="check YAML manifests offline (no cluster needed)")
     audit_command.add_arguments(audit)
+    from kube_guardrails.plan import command as plan_command
+
+    plan = sub.add_parser(
+        "plan", help="show what applying a policy file would do in the cluster (read-only)"
+    )
+    plan_command.add_arguments(plan)
     return parser
 
 
@@ -43,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kube_guardrails.audit import command as audit_command
 
         return audit_command.run(args)
+    if args.command == "plan":
+        from kube_guardrails.plan import command as plan_command
+
+        return plan_command.run(args)
     if args.command == "run":
         from kube_guardrails import settings
 
