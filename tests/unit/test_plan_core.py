@@ -514,6 +514,7 @@ def test_json_schema_is_stable() -> None:
         "operatorNamespace",
         "policies",
         "ignoredClusterPolicies",
+        "notes",
         "namespaces",
         "admission",
         "summary",

@@ -113,6 +113,7 @@ def execute(
             operator_namespace=args.operator_namespace,
             now=now,
             invalid_cluster_policies=state.invalid,
+            notes=state.notes,
         )
     except client.ApiError as e:
         return fail(_describe(e))
@@ -135,12 +136,14 @@ class _State:
         namespaces: list[core.Namespace],
         managed: Mapping[tuple[str, str], Mapping[str, Any]],
         workloads: Callable[[], Iterator[Mapping[str, Any]]],
+        notes: list[str],
     ) -> None:
         self.policies = policies
         self.invalid = invalid
         self.namespaces = namespaces
         self.managed = managed
         self.workloads = workloads
+        self.notes = notes
 
 
 def _read(api: Any) -> _State:
@@ -150,7 +153,14 @@ def _read(api: Any) -> _State:
     policies: list[policy_model.Policy] = []
     invalid: list[str] = []
     known = registry.ids()
-    for obj in reader.list_policies(api) or []:
+    notes: list[str] = []
+    stored = reader.list_policies(api)
+    if stored is None:
+        notes.append(
+            "the GuardrailPolicy CRD is not installed: the cluster has no policies, and "
+            "applying the file needs the CRD first (kubectl apply -f crds/)"
+        )
+    for obj in stored or []:
         try:
             policies.append(policy_model.parse(obj, known_checks=known))
         except policy_model.PolicyError:
@@ -173,6 +183,7 @@ def _read(api: Any) -> _State:
         namespaces=namespaces,
         managed=managed,
         workloads=workloads,
+        notes=notes,
     )
 
 

@@ -171,6 +171,7 @@ class Plan:
     now: datetime.datetime
     operator_namespace: str
     invalid_cluster_policies: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # facts about the cluster the reader should know
     admission: AdmissionPlan = ADMISSION_PENDING
 
     def count_changes(self) -> dict[str, int]:
@@ -252,6 +253,7 @@ def compute(
     operator_namespace: str,
     now: datetime.datetime,
     invalid_cluster_policies: Sequence[str] = (),
+    notes: Sequence[str] = (),
 ) -> Plan:
     """The plan of applying ``policies`` (the file) to a cluster in the given state.
 
@@ -273,6 +275,7 @@ def compute(
         now=now,
         operator_namespace=operator_namespace,
         invalid_cluster_policies=tuple(sorted(invalid_cluster_policies)),
+        notes=tuple(notes),
     )
     by_name: dict[str, NamespacePlan] = {}
     selecting: dict[str, list[policy_model.Policy]] = {}

@@ -38,6 +38,7 @@ def to_dict(plan: core.Plan, *, context: str, sources: dict[str, str]) -> dict[s
             for p in plan.policies
         ],
         "ignoredClusterPolicies": list(plan.invalid_cluster_policies),
+        "notes": list(plan.notes),
         "namespaces": [_namespace(ns) for ns in plan.namespaces],
         "admission": {
             "available": plan.admission.available,
@@ -146,6 +147,8 @@ def render_table(plan: core.Plan, *, context: str, sources: dict[str, str]) -> s
             f"priority {p.priority}, {state}"
         )
     lines.append(f"Context {context}, as of {doc['now']}")
+    for note in plan.notes:
+        lines.append(f"  note: {note}")
     for name in plan.invalid_cluster_policies:
         lines.append(f"  note: cluster policy {name} is invalid and ignored (as the operator does)")
     lines.append("")
