@@ -214,7 +214,7 @@ def plan_of(
     return core.compute(
         policies=policies,
         cluster_policies=cluster or [],
-        namespaces=namespaces or [ns("team")],
+        namespaces=[ns("team")] if namespaces is None else namespaces,
         managed=managed or {},
         workloads=iter(workloads or []),
         operator_namespace=OP_NS,
@@ -555,6 +555,17 @@ def test_json_schema_is_stable() -> None:
         "workloads": {"checked": 1, "violating": 1, "byCheck": {"privileged": 1}},
         "evictions": {"evict": 1, "dryRun": 0, "spared": 0},
     }
+
+
+@pytest.mark.parametrize("namespaces", [[], [ns("team")], [ns("a"), ns("team"), ns("z")]])
+def test_streamed_json_equals_the_whole_document(namespaces: list[core.Namespace]) -> None:
+    plan = plan_of(
+        [policy("team", **ENFORCE)],
+        namespaces=namespaces,
+        workloads=[pod("p", "team", privileged=True)],
+    )
+    text = render.render_json(plan, context="ctx", sources={})
+    assert text == json.dumps(render.to_dict(plan, context="ctx", sources={}), indent=2) + "\n"
 
 
 def test_table_groups_by_namespace_and_ends_with_a_summary() -> None:

@@ -119,7 +119,7 @@ def execute(
         return fail(_describe(e))
     sources = {lp.policy.name: f"{lp.source} document {lp.document}" for lp in loaded}
     if args.format == "json":
-        stdout.write(render.render_json(plan, context=context, sources=sources))
+        render.write_json(plan, stdout, context=context, sources=sources)
     else:
         stdout.write(render.render_table(plan, context=context, sources=sources))
     return EXIT_OK

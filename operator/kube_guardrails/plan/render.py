@@ -8,8 +8,11 @@ violate.
 
 from __future__ import annotations
 
+import io
 import json
-from typing import Any
+import textwrap
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 from kube_guardrails import violations
 from kube_guardrails.plan import core
@@ -18,10 +21,15 @@ SCHEMA = "kube-guardrails.plan/v1"
 WRITE_ACTIONS = ("create", "update", "delete", "conflict")
 
 
-def to_dict(plan: core.Plan, *, context: str, sources: dict[str, str]) -> dict[str, Any]:
+def to_dict(plan: core.Plan, *, context: str, sources: Mapping[str, str]) -> dict[str, Any]:
     """The JSON document (see the module docs); ``sources``: policy name -> file."""
-    evictions = [e for ns in plan.namespaces for e in ns.evictions]
-    evicted = {(ns.name, e.pod) for ns in plan.namespaces for e in ns.evictions if e.evict}
+    doc = _head(plan, context=context, sources=sources)
+    doc["namespaces"] = [_namespace(ns) for ns in plan.namespaces]
+    return doc
+
+
+def _head(plan: core.Plan, *, context: str, sources: Mapping[str, str]) -> dict[str, Any]:
+    """Everything but the namespaces' details (which :func:`write_json` streams)."""
     return {
         "schema": SCHEMA,
         "context": context,
@@ -39,30 +47,61 @@ def to_dict(plan: core.Plan, *, context: str, sources: dict[str, str]) -> dict[s
         ],
         "ignoredClusterPolicies": list(plan.invalid_cluster_policies),
         "notes": list(plan.notes),
-        "namespaces": [_namespace(ns) for ns in plan.namespaces],
+        "namespaces": _NAMESPACES,
         "admission": {
             "available": plan.admission.available,
             "reason": plan.admission.reason,
             "changes": [_change(c) for c in plan.admission.changes],
         },
-        "summary": {
-            "namespaces": {
-                "total": len(plan.namespaces),
-                "selected": sum(1 for ns in plan.namespaces if ns.selected),
-            },
-            "hardening": plan.count_changes(),
-            "workloads": {
-                "checked": sum(ns.checked for ns in plan.namespaces),
-                "violating": sum(len(ns.workloads) for ns in plan.namespaces),
-                "byCheck": plan.by_check(),
-            },
-            "evictions": {
-                "evict": len(evicted),
-                "dryRun": sum(1 for e in evictions if e.evict and e.dry_run),
-                "spared": sum(1 for e in evictions if not e.evict),
-            },
+        "summary": summary(plan),
+    }
+
+
+_NAMESPACES = "\x00namespaces\x00"  # placeholder: no namespace name can contain NUL
+
+
+def summary(plan: core.Plan) -> dict[str, Any]:
+    evictions = [e for ns in plan.namespaces for e in ns.evictions]
+    evicted = {(ns.name, e.pod) for ns in plan.namespaces for e in ns.evictions if e.evict}
+    return {
+        "namespaces": {
+            "total": len(plan.namespaces),
+            "selected": sum(1 for ns in plan.namespaces if ns.selected),
+        },
+        "hardening": plan.count_changes(),
+        "workloads": {
+            "checked": sum(ns.checked for ns in plan.namespaces),
+            "violating": sum(len(ns.workloads) for ns in plan.namespaces),
+            "byCheck": plan.by_check(),
+        },
+        "evictions": {
+            "evict": len(evicted),
+            "dryRun": sum(1 for e in evictions if e.evict and e.dry_run),
+            "spared": sum(1 for e in evictions if not e.evict),
         },
     }
+
+
+def write_json(
+    plan: core.Plan, stream: TextIO, *, context: str, sources: Mapping[str, str]
+) -> None:
+    """Write the JSON document one namespace at a time.
+
+    The same text as ``json.dumps(to_dict(...), indent=2)``, without ever holding the
+    whole document: on a 10,000-Pod cluster where everything violates, building it
+    first cost more memory than reading the cluster.
+    """
+    head = json.dumps(_head(plan, context=context, sources=sources), indent=2)
+    before, after = head.split(json.dumps(_NAMESPACES), 1)
+    stream.write(before)
+    if not plan.namespaces:
+        stream.write("[]")
+    for i, ns in enumerate(plan.namespaces):
+        stream.write("[\n" if i == 0 else ",\n")
+        stream.write(textwrap.indent(json.dumps(_namespace(ns), indent=2), "    "))
+    if plan.namespaces:
+        stream.write("\n  ]")
+    stream.write(after + "\n")
 
 
 def _change(c: core.ObjectChange) -> dict[str, Any]:
@@ -128,17 +167,18 @@ def _namespace(ns: core.NamespacePlan) -> dict[str, Any]:
     }
 
 
-def render_json(plan: core.Plan, *, context: str, sources: dict[str, str]) -> str:
-    return json.dumps(to_dict(plan, context=context, sources=sources), indent=2) + "\n"
+def render_json(plan: core.Plan, *, context: str, sources: Mapping[str, str]) -> str:
+    out = io.StringIO()
+    write_json(plan, out, context=context, sources=sources)
+    return out.getvalue()
 
 
-def render_table(plan: core.Plan, *, context: str, sources: dict[str, str]) -> str:
+def render_table(plan: core.Plan, *, context: str, sources: Mapping[str, str]) -> str:
     """Per namespace: hardening writes, violating workloads, evictions; then a summary.
 
     Namespaces where nothing would happen and that no file policy selects are folded
     into one line per reason, so a 1,000-namespace cluster stays readable.
     """
-    doc = to_dict(plan, context=context, sources=sources)
     lines: list[str] = []
     for p in plan.policies:
         state = "replaces the policy of that name" if p.replaces else "new"
@@ -146,7 +186,7 @@ def render_table(plan: core.Plan, *, context: str, sources: dict[str, str]) -> s
             f"Policy {p.name} ({sources.get(p.name, '?')}): mode {p.mode}, "
             f"priority {p.priority}, {state}"
         )
-    lines.append(f"Context {context}, as of {doc['now']}")
+    lines.append(f"Context {context}, as of {violations.format_time(plan.now)}")
     for note in plan.notes:
         lines.append(f"  note: {note}")
     for name in plan.invalid_cluster_policies:
@@ -170,7 +210,7 @@ def render_table(plan: core.Plan, *, context: str, sources: dict[str, str]) -> s
     if folded:
         lines.append("")
     lines.append(f"Admission policies: {plan.admission.reason}")
-    s = doc["summary"]
+    s = summary(plan)
     hard = s["hardening"]
     wl = s["workloads"]
     ev = s["evictions"]
