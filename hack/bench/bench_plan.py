@@ -22,7 +22,6 @@ import json
 import os
 import pathlib
 import platform
-import resource
 import secrets
 import subprocess
 import sys
@@ -36,6 +35,18 @@ from kube_guardrails import API_GROUP, API_VERSION
 from kube_guardrails.k8s import client, reader
 
 LABEL = "bench.kube-guardrails.io/plan"
+# The command, run in-process in a fresh interpreter that reports its own peak RSS
+# (VmHWM belongs to the process image, so the benchmark's own memory, which a forked
+# child's ru_maxrss would include, does not count).
+MEASURED = (
+    "import sys\n"
+    "from kube_guardrails import cli\n"
+    "code = cli.main(sys.argv[1:])\n"
+    "sys.stdout.flush()\n"
+    "status = open('/proc/self/status').read().splitlines()\n"
+    "sys.stderr.write('\\n'.join(s for s in status if s.startswith('VmHWM')) + '\\n')\n"
+    "sys.exit(code)\n"
+)
 
 
 def pod(name: str, *, privileged: bool) -> dict[str, Any]:
@@ -64,6 +75,9 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=100, help="Pods per namespace")
     parser.add_argument("--workers", type=int, default=8, help="parallel create requests")
     parser.add_argument("--keep", action="store_true", help="leave the objects in place")
+    parser.add_argument(
+        "--reuse", metavar="RUN", help="plan over the objects a --keep run RUN left (no creates)"
+    )
     args = parser.parse_args()
     try:
         context = reader.context_name(None)
@@ -78,10 +92,21 @@ def main() -> int:
     if not looks_like_test and os.environ.get("KUBE_GUARDRAILS_E2E_ALLOW_ANY_CONTEXT") != "1":
         print(f"context {context!r} does not look like a test cluster; nothing measured")
         return 0
-    run = secrets.token_hex(3)
+    run = args.reuse or secrets.token_hex(3)
     names = [f"bench-plan-{run}-{i:04d}" for i in range(args.namespaces)]
+    if args.reuse:
+        pods = sum(1 for _ in reader.list_pages(api, "/api/v1/pods"))
+        print(f"reusing run {run}: {pods} Pods in the cluster")
+    else:
+        create(api, run, names, pods=args.pods, workers=args.workers)
+    print(f"run id {run}")
+    _plan(api, run, names, context=context, keep=args.keep)
+    return 0
+
+
+def create(api: Any, run: str, names: list[str], *, pods: int, workers: int) -> None:
     started = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         list(
             pool.map(
                 lambda ns: client.request(
@@ -93,9 +118,7 @@ def main() -> int:
                 names,
             )
         )
-        jobs = [
-            (ns, pod(f"p-{i}", privileged=i % 2 == 0)) for ns in names for i in range(args.pods)
-        ]
+        jobs = [(ns, pod(f"p-{i}", privileged=i % 2 == 0)) for ns in names for i in range(pods)]
         list(
             pool.map(
                 lambda job: client.request(
@@ -107,6 +130,9 @@ def main() -> int:
     print(
         f"created {len(names)} namespaces and {len(jobs)} Pods in {time.monotonic() - started:.1f}s"
     )
+
+
+def _plan(api: Any, run: str, names: list[str], *, context: str, keep: bool) -> None:
     policy = {
         "apiVersion": f"{API_GROUP}/{API_VERSION}",
         "kind": "GuardrailPolicy",
@@ -124,20 +150,20 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             path = pathlib.Path(tmp) / "policy.yaml"
             path.write_text(yaml.safe_dump(policy))
+            measured = [sys.executable, "-c", MEASURED, "plan"]
             for attempt in (1, 2):
                 t0 = time.monotonic()
-                command = [sys.executable, "-m", "kube_guardrails", "plan"]
                 result = subprocess.run(
-                    [*command, "--policy", str(path), "--format", "json"],
+                    [*measured, "--policy", str(path), "--format", "json"],
                     capture_output=True,
                     text=True,
                     check=False,
                 )
                 wall = time.monotonic() - t0
-                rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+                hwm = [ln for ln in result.stderr.splitlines() if ln.startswith("VmHWM:")]
+                rss_mib = int(hwm[-1].split()[1]) / 1024 if hwm else float("nan")
                 if result.returncode != 0:
-                    print(result.stderr, file=sys.stderr)
-                    return 1
+                    raise SystemExit(f"plan failed: {result.stderr}")
                 summary = json.loads(result.stdout)["summary"]
                 print(
                     f"run {attempt}: plan took {wall:.2f}s, peak RSS {rss_mib:.0f} MiB; "
@@ -145,7 +171,7 @@ def main() -> int:
                     f"evictions {summary['evictions']}, hardening {summary['hardening']}"
                 )
     finally:
-        if not args.keep:
+        if not keep:
             for ns in names:
                 client.delete_ignoring_missing(api, f"/api/v1/namespaces/{ns}")
     version = client.request(api, "GET", "/version").get("gitVersion")
@@ -153,7 +179,6 @@ def main() -> int:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, Kubernetes {version}, context {context}"
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -66,7 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return execute(args, stdout=sys.stdout, stderr=sys.stderr)
+    try:
+        return execute(args, stdout=sys.stdout, stderr=sys.stderr)
+    except BrokenPipeError:
+        # The reader went away (`plan ... | head`): not an error of the plan. Point
+        # stdout at /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
 
 
 def execute(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import textwrap
 from collections.abc import Mapping
 from typing import Any, TextIO
 
@@ -85,11 +84,12 @@ def summary(plan: core.Plan) -> dict[str, Any]:
 def write_json(
     plan: core.Plan, stream: TextIO, *, context: str, sources: Mapping[str, str]
 ) -> None:
-    """Write the JSON document one namespace at a time.
+    """Write the JSON document, one namespace at a time, each on one line.
 
-    The same text as ``json.dumps(to_dict(...), indent=2)``, without ever holding the
-    whole document: on a 10,000-Pod cluster where everything violates, building it
-    first cost more memory than reading the cluster.
+    Never holds the whole document: on a 10,000-Pod cluster where everything violates,
+    building it first cost more memory than reading the cluster. One compact line per
+    namespace also keeps the C encoder in use (``indent`` forces the slow pure-Python
+    one; it was most of the run time) and makes the output easy to grep.
     """
     head = json.dumps(_head(plan, context=context, sources=sources), indent=2)
     before, after = head.split(json.dumps(_NAMESPACES), 1)
@@ -97,8 +97,8 @@ def write_json(
     if not plan.namespaces:
         stream.write("[]")
     for i, ns in enumerate(plan.namespaces):
-        stream.write("[\n" if i == 0 else ",\n")
-        stream.write(textwrap.indent(json.dumps(_namespace(ns), indent=2), "    "))
+        stream.write("[\n    " if i == 0 else ",\n    ")
+        stream.write(json.dumps(_namespace(ns)))
     if plan.namespaces:
         stream.write("\n  ]")
     stream.write(after + "\n")
