@@ -122,6 +122,7 @@ def execute(
             invalid_cluster_policies=state.invalid,
             notes=state.notes,
         )
+        plan.admission = _admission_plan()
     except client.ApiError as e:
         return fail(_describe(e))
     sources = {lp.policy.name: f"{lp.source} document {lp.document}" for lp in loaded}
@@ -192,6 +193,19 @@ def _read(api: Any) -> _State:
         workloads=workloads,
         notes=notes,
     )
+
+
+def _admission_plan() -> core.AdmissionPlan:
+    """The extension point for admission policies (DESIGN section 8); not planned yet.
+
+    To wire in a generator (``kube_guardrails.admission``): list the live
+    ValidatingAdmissionPolicies and bindings in ``k8s.reader`` (get/list on
+    ``admissionregistration.k8s.io``), build the desired ones for the file's policies
+    with the generator, compare them per object as the hardening kinds are compared,
+    and return ``core.AdmissionPlan(available=True, reason="", changes=...)``. Until
+    then the plan says so instead of guessing.
+    """
+    return core.ADMISSION_PENDING
 
 
 def _describe(e: k8s_client.ApiError) -> str:
