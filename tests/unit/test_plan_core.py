@@ -11,6 +11,7 @@ import pytest
 
 from kube_guardrails import builders
 from kube_guardrails.checks import registry
+from kube_guardrails.k8s import reader
 from kube_guardrails.model import policy as policy_model
 from kube_guardrails.plan import core, render
 
@@ -583,3 +584,64 @@ def test_table_groups_by_namespace_and_ends_with_a_summary() -> None:
     assert "  evict     Pod/p: evicted after 300s by team (privileged)" in text
     assert "Not selected (system namespace (always excluded)): kube-public, kube-system" in text
     assert text.rstrip().splitlines()[-1].startswith("Summary: 1 of 3 namespaces selected")
+
+
+def test_several_policies_in_one_file() -> None:
+    audit = policy("a-audit", namespaceSelector={"matchLabels": {"tier": "web"}})
+    enforce = policy("b-enforce", **ENFORCE)
+    plan = plan_of(
+        [audit, enforce],
+        namespaces=[ns("web", tier="web"), ns("db")],
+        workloads=[pod("p", "web", privileged=True), pod("q", "db", privileged=True)],
+    )
+    web, db = (next(n for n in plan.namespaces if n.name == x) for x in ("web", "db"))
+    assert web.selected_by == ("a-audit", "b-enforce") and db.selected_by == ("b-enforce",)
+    assert db.not_selected == {"a-audit": "namespaceSelector does not match its labels"}
+    assert web.governing_after == "a-audit"  # same priority: name order
+    assert {v.policy for w in web.workloads for v in w.violations} == {"a-audit", "b-enforce"}
+    assert [(e.pod, e.policy) for e in web.evictions] == [("p", "b-enforce")]
+
+
+# --------------------------------------------------------------------- projection
+
+
+def _listed_pod() -> dict[str, Any]:
+    body = pod(
+        "p",
+        "team",
+        privileged=True,
+        owners=[{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u"}],
+        annotations={
+            "kubernetes.io/config.mirror": "x",
+            "kubectl.kubernetes.io/last-applied-configuration": "{...}" * 1000,
+        },
+    )
+    body["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+    body["status"] = {"phase": "Running", "conditions": [{"type": "Ready"}] * 10}
+    del body["kind"], body["apiVersion"]  # a LIST's items carry neither
+    return body
+
+
+def test_projection_keeps_only_what_the_plan_reads() -> None:
+    projected = reader.project(_listed_pod(), api_version="v1", kind="Pod")
+    assert projected["kind"] == "Pod" and projected["apiVersion"] == "v1"
+    assert "managedFields" not in projected["metadata"]
+    assert projected["metadata"]["annotations"] == {"kubernetes.io/config.mirror": "x"}
+    assert projected["metadata"]["ownerReferences"] == [
+        {"kind": "ReplicaSet", "name": "rs", "controller": None}
+    ]
+    assert projected["status"] == {"phase": "Running"}
+    # Same verdict from the projection as from the full object.
+    full = {**_listed_pod(), "kind": "Pod", "apiVersion": "v1"}
+    plans = [plan_of([policy("team", **ENFORCE)], workloads=[b]) for b in (full, projected)]
+    assert plans[0].namespaces == plans[1].namespaces
+
+
+def test_projection_of_a_cronjob_keeps_only_its_pod_template() -> None:
+    body = controller("CronJob", "cj", "team")
+    body["spec"]["schedule"] = "* * * * *"
+    body["spec"]["jobTemplate"]["spec"]["backoffLimit"] = 3
+    projected = reader.project(body, api_version="batch/v1", kind="CronJob")
+    assert projected["spec"] == {
+        "jobTemplate": {"spec": {"template": body["spec"]["jobTemplate"]["spec"]["template"]}}
+    }
