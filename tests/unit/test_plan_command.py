@@ -115,3 +115,19 @@ def test_unreachable_api_server_exits_2_naming_the_request(
     assert code == 2
     assert err.startswith("kube-guardrails plan: error: cannot reach the API server: GET /apis/")
     assert err.count("\n") == 1
+
+
+def test_building_the_command_line_imports_neither_kopf_nor_kubernetes() -> None:
+    """``plan`` is registered for every invocation; the kubernetes client is loaded only
+    when ``plan`` runs, so ``audit`` stays free of it (and kopf stays ``run``'s alone)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from kube_guardrails import cli; cli.build_parser(); "
+        "print(sorted(m for m in ('kopf', 'kubernetes') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
