@@ -1,0 +1,1 @@
+"""``kube-guardrails plan``: what applying a policy file would do (core and render pure)."""
