@@ -70,7 +70,25 @@ def _probe() -> tuple[e2e_scenario.Env | None, str]:
     return env, ""
 
 
+#: pytest-xdist group of the tests that must not overlap with an operator restart: the
+#: restart tests themselves, and tests that rely on the operator's in-memory state over a
+#: minute (rate limit, exemption expiry) or on the operator's namespace.
+SERIAL_GROUP = "e2e-operator-state"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "e2e_serial: run on the one xdist worker that also restarts the operator "
+        "(hack/e2e.sh runs the e2e suite with --dist loadgroup)",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if item.get_closest_marker("e2e_serial") or "restartable" in fixtures:
+            item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
     e2e_items = [item for item in items if item.get_closest_marker("e2e")]
     if not e2e_items:
         return
