@@ -64,6 +64,23 @@ def _create_pod(api: RealApi, namespace: str, name: str) -> dict[str, Any]:
     return api.request("POST", f"/api/v1/namespaces/{namespace}/pods", body=_pod(namespace, name))
 
 
+def _report_running(api: RealApi, pod: dict[str, Any]) -> dict[str, Any]:
+    """Write the status a kubelet would (Running, Ready): the API server evicts a Pending
+    pod without consulting any budget, so budgets are only tested on a running one."""
+    meta = pod["metadata"]
+    return api.request(
+        "PATCH",
+        f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
+        body={
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True"}],
+            }
+        },
+        content_type=k8s_client.MERGE_PATCH,
+    )
+
+
 def _pdb_observed(api: RealApi, namespace: str, name: str) -> bool:
     """The disruption controller has computed the budget (else the answer is not final)."""
     pdb = api.get_or_none(f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/{name}")
@@ -87,7 +104,7 @@ async def test_eviction_answers_of_a_real_api_server(
     selecting one pod are a server error (500); a stale uid fails the precondition (409).
     Only a granted eviction touches the pod."""
     api = real_api_session
-    pod = _create_pod(api, real_namespace, "web")
+    pod = _report_running(api, _create_pod(api, real_namespace, "web"))
     for i in range(budgets):
         api.request(
             "POST",
