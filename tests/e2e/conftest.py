@@ -70,26 +70,26 @@ def _probe() -> tuple[e2e_scenario.Env | None, str]:
     return env, ""
 
 
-#: pytest-xdist group of the tests that must not overlap with an operator restart: the
-#: restart tests themselves, and tests that rely on the operator's in-memory state over a
-#: minute (rate limit, exemption expiry) or on the operator's namespace.
-SERIAL_GROUP = "e2e-operator-state"
+SERIAL = "e2e_serial"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "e2e_serial: run on the one xdist worker that also restarts the operator "
-        "(hack/e2e.sh runs the e2e suite with --dist loadgroup)",
+        f"{SERIAL}: must not overlap with an operator restart: the restart tests themselves "
+        "and tests that rely on the operator's in-memory state over a minute (rate limit, "
+        "exemption expiry) or on its namespace. hack/e2e.sh runs them in one process, "
+        "next to the xdist workers that run the rest (tests using the restartable fixture "
+        "get the mark automatically)",
     )
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+# tryfirst: before pytest's own hook applies -m (so ``-m e2e_serial`` sees the added mark).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        if item.get_closest_marker("e2e_serial") or "restartable" in fixtures:
-            item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
+        if "restartable" in getattr(item, "fixturenames", ()):
+            item.add_marker(SERIAL)
     e2e_items = [item for item in items if item.get_closest_marker("e2e")]
     if not e2e_items:
         return
