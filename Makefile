@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: audit test run e2e bench clean
+.PHONY: audit test run e2e e2e-bench bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ run: $(BIN)/.installed
 
 e2e: $(BIN)/.installed
 	VENV=$(VENV) hack/e2e.sh
+
+# Hardening burst on a real cluster, operator vs a bare controller (issue #2's figure).
+e2e-bench: $(BIN)/.installed
+	VENV=$(VENV) hack/e2e.sh bench --namespaces 200
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

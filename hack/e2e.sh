@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # End-to-end tests against the cluster of the current kube context (kind, k3d, minikube...).
 #
-#   hack/e2e.sh                      # operator runs locally: `kube-guardrails run` (default)
+#   hack/e2e.sh                      # operator runs locally: `kube-guardrails run` (default),
+#                                    # as its own ServiceAccount (RBAC from manifests/)
 #   E2E_OPERATOR=in-cluster hack/e2e.sh   # operator installed with `kubectl apply -k manifests/`
 #   hack/e2e.sh -k hardening         # extra arguments go to pytest
 #   hack/e2e.sh restart-operator     # (used by the tests) restart the operator, wait until live
 #   hack/e2e.sh check-context NAME   # exit 0 if NAME looks like a test cluster's context
+#   hack/e2e.sh bench [ARGS]         # same set-up, then hack/bench/bench_e2e_hardening.py ARGS
+#                                    # instead of pytest (resync 600 s unless E2E_RESYNC_SECONDS)
 #
 # Steps: check kubectl and the context (it must look like a test cluster, or
-# KUBE_GUARDRAILS_E2E_ALLOW_ANY_CONTEXT=1), apply the CRD, start the operator with a short
-# resync interval, wait for its liveness endpoint, run `pytest tests/e2e -m e2e`, stop the
-# operator, and print the tail of its log when something failed.
+# KUBE_GUARDRAILS_E2E_ALLOW_ANY_CONTEXT=1), apply the CRD, (local mode) apply the
+# operator's namespace, ServiceAccount and RBAC from manifests/ and write a token kube
+# config for that account (hack/sa-kubeconfig.sh), start the operator with it and a short
+# resync interval, wait for its liveness endpoint, run `pytest tests/e2e -m e2e` (in
+# parallel with pytest-xdist when it is installed, see below), stop the operator, and
+# print the tail of its log when something failed.
 #
 # Environment:
 #   E2E_OPERATOR          local (default) or in-cluster
@@ -20,14 +26,30 @@
 #   E2E_IMAGE             in-cluster mode: operator image (default: the one in manifests/)
 #   E2E_KIND_LOAD=1       in-cluster mode: `kind load docker-image $E2E_IMAGE` first
 #   E2E_WORKDIR           where the operator log and pid file go ($TMPDIR/kube-guardrails-e2e)
+#   E2E_SERVICE_ACCOUNT   local mode: 1 (default) runs the operator as its ServiceAccount
+#                         with a token; 0 runs it with your own kube credentials
+#   E2E_JOBS              pytest processes (default 4: the e2e_serial tests in one, the
+#                         rest on 3 xdist workers; 0 or 1: everything in one process)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 BIN="${VENV:-$ROOT/.venv}/bin"
 MODE="${E2E_OPERATOR:-local}"
-RESYNC="${E2E_RESYNC_SECONDS:-5}"
-STATUS_INTERVAL="${E2E_STATUS_SECONDS:-1}"
+BENCH=0
+if [ "${1:-}" = "bench" ]; then
+  BENCH=1
+  shift
+fi
+# The tests wait "longer than a resync", so they want a short one; the benchmark wants
+# the operator's default, so that a full re-check does not land inside the burst.
+if [ "$BENCH" = "1" ]; then
+  RESYNC="${E2E_RESYNC_SECONDS:-600}"
+  STATUS_INTERVAL="${E2E_STATUS_SECONDS:-5}"
+else
+  RESYNC="${E2E_RESYNC_SECONDS:-5}"
+  STATUS_INTERVAL="${E2E_STATUS_SECONDS:-1}"
+fi
 PORT="${E2E_LIVENESS_PORT:-18080}"
 WORKDIR="${E2E_WORKDIR:-${TMPDIR:-/tmp}/kube-guardrails-e2e}"
 LOG="$WORKDIR/operator.log"
@@ -35,6 +57,10 @@ PIDFILE="$WORKDIR/operator.pid"
 NAMESPACE="kube-guardrails-system"
 DEPLOYMENT="kube-guardrails"
 LIVENESS_URL="http://127.0.0.1:${PORT}/healthz"
+SERVICE_ACCOUNT="kube-guardrails"
+USE_SA="${E2E_SERVICE_ACCOUNT:-1}"
+SA_KUBECONFIG="$WORKDIR/operator.kubeconfig"
+JOBS="${E2E_JOBS:-4}"
 
 say() { printf '== %s\n' "$*" >&2; }
 die() { printf 'hack/e2e.sh: %s\n' "$*" >&2; exit 2; }
@@ -48,8 +74,14 @@ start_local() {
   # tests restart it through this script) and holds no pipe of its caller open.
   local detach=()
   if command -v setsid >/dev/null; then detach=(setsid); else detach=(nohup); fi
-  # KUBE_GUARDRAILS_CONTEXT pins the context the checks above approved.
-  KUBE_GUARDRAILS_CONTEXT="$CONTEXT" "${detach[@]}" "$BIN/kube-guardrails" run \
+  # KUBE_GUARDRAILS_CONTEXT pins the context the checks above approved; with a
+  # ServiceAccount, the operator gets only that account's kube config (its token).
+  local kube_env=("KUBE_GUARDRAILS_CONTEXT=$CONTEXT")
+  if [ "$USE_SA" = "1" ]; then
+    [ -f "$SA_KUBECONFIG" ] || die "no $SA_KUBECONFIG: run hack/e2e.sh (it writes it)"
+    kube_env=("KUBECONFIG=$SA_KUBECONFIG" "KUBE_GUARDRAILS_CONTEXT=${CONTEXT}-sa")
+  fi
+  env "${kube_env[@]}" "${detach[@]}" "$BIN/kube-guardrails" run \
     --resync-seconds "$RESYNC" \
     --status-interval-seconds "$STATUS_INTERVAL" \
     --liveness "$LIVENESS_URL" \
@@ -88,6 +120,21 @@ wait_live() {
   done
   tail -n 50 "$LOG" >&2 || true
   die "the operator did not become live within 60s (log above)"
+}
+
+# Namespace, ServiceAccount, ClusterRole and binding exactly as manifests/ has them (no
+# Deployment), and a bound token for the account: the local operator then has the
+# permissions the install grants, so a missing rule fails the suite.
+setup_service_account() {
+  say "applying the operator's namespace, ServiceAccount and RBAC from manifests/"
+  kubectl apply -f manifests/namespace.yaml -f manifests/serviceaccount.yaml \
+    -f manifests/clusterrole.yaml -f manifests/clusterrolebinding.yaml
+  mkdir -p "$WORKDIR"
+  local made
+  made="$(KUBECTL_CONTEXT="$CONTEXT" "$ROOT/hack/sa-kubeconfig.sh" "$SA_KUBECONFIG" \
+    "$NAMESPACE" "$SERVICE_ACCOUNT" 8h)"
+  [ "$made" = "${CONTEXT}-sa" ] || die "unexpected context $made in $SA_KUBECONFIG"
+  say "the operator runs as system:serviceaccount:$NAMESPACE:$SERVICE_ACCOUNT ($SA_KUBECONFIG)"
 }
 
 # ------------------------------------------------------------------- operator: in-cluster
@@ -197,6 +244,7 @@ if [ "$MODE" = "local" ]; then
   fi
   mkdir -p "$WORKDIR"
   : >"$LOG"
+  if [ "$USE_SA" = "1" ]; then setup_service_account; fi
   stop_local
   start_local
   wait_live
@@ -208,11 +256,46 @@ export KUBE_GUARDRAILS_E2E_OPERATOR="$MODE"
 export KUBE_GUARDRAILS_E2E_LIVENESS_URL="$LIVENESS_URL"
 export KUBE_GUARDRAILS_E2E_RESYNC_SECONDS="$RESYNC"
 export KUBE_GUARDRAILS_E2E_STATUS_INTERVAL_SECONDS="$STATUS_INTERVAL"
-export KUBE_GUARDRAILS_E2E_RESTART_COMMAND="E2E_OPERATOR=$MODE E2E_WORKDIR='$WORKDIR' E2E_LIVENESS_PORT=$PORT E2E_RESYNC_SECONDS=$RESYNC E2E_STATUS_SECONDS=$STATUS_INTERVAL '$ROOT/hack/e2e.sh' restart-operator"
+export KUBE_GUARDRAILS_E2E_RESTART_COMMAND="E2E_OPERATOR=$MODE E2E_WORKDIR='$WORKDIR' E2E_LIVENESS_PORT=$PORT E2E_RESYNC_SECONDS=$RESYNC E2E_STATUS_SECONDS=$STATUS_INTERVAL E2E_SERVICE_ACCOUNT=$USE_SA KUBECONFIG='${KUBECONFIG:-}' '$ROOT/hack/e2e.sh' restart-operator"
 export KUBE_GUARDRAILS_E2E_CONTEXT="$CONTEXT"
+if [ "$MODE" = "in-cluster" ] || [ "$USE_SA" = "1" ]; then
+  export KUBE_GUARDRAILS_E2E_OPERATOR_ACCOUNT="system:serviceaccount:$NAMESPACE:$SERVICE_ACCOUNT"
+fi
+if [ "$MODE" = "local" ] && [ "$USE_SA" = "1" ]; then
+  export KUBE_GUARDRAILS_E2E_OPERATOR_KUBECONFIG="$SA_KUBECONFIG"
+fi
 
-say "running pytest tests/e2e -m e2e"
-"$BIN/pytest" tests/e2e -m e2e -p no:cacheprovider "$@" || status=$?
+if [ "$BENCH" = "1" ]; then
+  say "running hack/bench/bench_e2e_hardening.py $*"
+  "$BIN/python" hack/bench/bench_e2e_hardening.py "$@" || status=$?
+  exit "$status"
+fi
+
+if [ "$JOBS" -gt 1 ] 2>/dev/null && "$BIN/python" -c 'import xdist' 2>/dev/null; then
+  # Two pytest processes at once: the tests marked e2e_serial (operator restarts, and
+  # tests that an operator restart would disturb) one after the other in one process,
+  # everything else on JOBS-1 xdist workers. (pytest-xdist's --dist loadgroup would do
+  # this in one process, but does not work with pytest 9.)
+  SERIAL_LOG="$WORKDIR/pytest-serial.log"
+  say "running pytest tests/e2e -m e2e: e2e_serial in one process (log: $SERIAL_LOG), the rest on $((JOBS - 1)) workers"
+  "$BIN/pytest" tests/e2e -m "e2e and e2e_serial" -p no:cacheprovider "$@" >"$SERIAL_LOG" 2>&1 &
+  serial_pid=$!
+  rest=0
+  "$BIN/pytest" tests/e2e -m "e2e and not e2e_serial" -p no:cacheprovider \
+    -n "$((JOBS - 1))" "$@" || rest=$?
+  serial=0
+  wait "$serial_pid" || serial=$?
+  say "the e2e_serial tests ($SERIAL_LOG):"
+  cat "$SERIAL_LOG"
+  # 5 = nothing collected in that part (e.g. a -k filter): fine if the other part ran.
+  if [ "$rest" -eq 5 ] && [ "$serial" -eq 5 ]; then status=5
+  elif [ "$rest" -ne 0 ] && [ "$rest" -ne 5 ]; then status=$rest
+  elif [ "$serial" -ne 0 ] && [ "$serial" -ne 5 ]; then status=$serial
+  fi
+else
+  say "running pytest tests/e2e -m e2e"
+  "$BIN/pytest" tests/e2e -m e2e -p no:cacheprovider "$@" || status=$?
+fi
 if [ "$status" -eq 5 ]; then
   say "pytest collected no e2e test"
 fi

@@ -70,7 +70,26 @@ def _probe() -> tuple[e2e_scenario.Env | None, str]:
     return env, ""
 
 
+SERIAL = "e2e_serial"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{SERIAL}: must not overlap with an operator restart: the restart tests themselves "
+        "and tests that rely on the operator's in-memory state over a minute (rate limit, "
+        "exemption expiry) or on its namespace. hack/e2e.sh runs them in one process, "
+        "next to the xdist workers that run the rest (tests using the restartable fixture "
+        "get the mark automatically)",
+    )
+
+
+# tryfirst: before pytest's own hook applies -m (so ``-m e2e_serial`` sees the added mark).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "restartable" in getattr(item, "fixturenames", ()):
+            item.add_marker(SERIAL)
     e2e_items = [item for item in items if item.get_closest_marker("e2e")]
     if not e2e_items:
         return

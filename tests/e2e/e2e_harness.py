@@ -192,6 +192,27 @@ def hold_for(
         sleep(interval)
 
 
+def list_items(response: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The items of a list response, each with its ``kind`` and ``apiVersion``.
+
+    A real API server leaves both out of list items (they are implied by the list's own
+    ``kind``, e.g. ``PodList``); ``kubectl get -o json`` puts them back, and so does this,
+    so an item read from a list can be addressed like one read by name.
+    """
+    list_kind = str(response.get("kind") or "")
+    kind = list_kind.removesuffix("List") if list_kind.endswith("List") else None
+    api_version = response.get("apiVersion")
+    items: list[dict[str, Any]] = []
+    for item in response.get("items") or []:
+        filled = dict(item)
+        if kind and not filled.get("kind"):
+            filled["kind"] = kind
+        if api_version and not filled.get("apiVersion"):
+            filled["apiVersion"] = api_version
+        items.append(filled)
+    return items
+
+
 def kopf_state(metadata: Mapping[str, Any]) -> list[str]:
     """kopf bookkeeping found on an object: annotation keys and finalizers under kopf's prefix."""
     found = [k for k in (metadata.get("annotations") or {}) if KOPF_PREFIX in k]
@@ -256,6 +277,12 @@ class E2ESettings:
     image: str = "registry.k8s.io/pause:3.10"
     #: kube config context (default: the current one).
     context: str | None = None
+    #: The user the operator acts as (``system:serviceaccount:NS:NAME``) when it runs with
+    #: its own ServiceAccount; None when it runs with your credentials (RBAC untested).
+    operator_account: str | None = None
+    #: Local mode with a ServiceAccount: the operator's own kube config (a token), so a
+    #: test can ask the API server who the operator really is.
+    operator_kubeconfig: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> E2ESettings:
@@ -291,4 +318,6 @@ class E2ESettings:
             timeout=number("TIMEOUT", defaults.timeout) or defaults.timeout,
             image=get("IMAGE") or defaults.image,
             context=get("CONTEXT"),
+            operator_account=get("OPERATOR_ACCOUNT"),
+            operator_kubeconfig=get("OPERATOR_KUBECONFIG"),
         )

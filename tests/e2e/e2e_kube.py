@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import e2e_harness as harness
 import kubernetes
 
 from kube_guardrails import API_GROUP, API_VERSION, PLURAL
@@ -60,11 +61,19 @@ class Kube:
         self.context = context
 
     @classmethod
-    def from_kubeconfig(cls, context: str | None = None) -> Kube:
-        """Connect with the kube config (``KUBECONFIG`` or ``~/.kube/config``)."""
-        name = context_name(context)
-        api_client = _K8S.config.new_client_from_config(context=name)
+    def from_kubeconfig(cls, context: str | None = None, *, config_file: str | None = None) -> Kube:
+        """Connect with ``config_file``, else ``KUBECONFIG`` or ``~/.kube/config``."""
+        name = context if config_file else context_name(context)
+        api_client = _K8S.config.new_client_from_config(config_file=config_file, context=name)
         return cls(api_client, context=name)
+
+    def whoami(self) -> str:
+        """The user name the API server authenticates these credentials as."""
+        review = self.create(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        )
+        return str(review["status"]["userInfo"]["username"])
 
     def impersonating(self, user: str) -> Kube:
         """A client that acts as ``user`` (the API server adds a service account's groups)."""
@@ -144,7 +153,7 @@ class Kube:
             query["labelSelector"] = labels
         if fields:
             query["fieldSelector"] = fields
-        return list(self.request("GET", path, query=query).get("items") or [])
+        return harness.list_items(self.request("GET", path, query=query))
 
     def create(
         self,

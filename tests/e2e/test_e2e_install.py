@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import copy
 import pathlib
-import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import e2e_kube as kube_api
+import e2e_manifests
 import e2e_scenario
 import pytest
-import yaml
 
 from kube_guardrails import OPERATOR_NAMESPACE
 
@@ -31,49 +30,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 SERVICE_ACCOUNT = "kube-guardrails"
 Rule = tuple[str, str, str, str]  # (apiGroup, resource, verb, resourceName)
-KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
 
-def _kubectl() -> str | None:
-    return shutil.which("kubectl")
-
-
-def rendered_manifests(directory: pathlib.Path = MANIFESTS) -> list[Obj]:
-    """The install objects: ``kubectl kustomize`` when available, else a plain read.
-
-    The plain read follows ``resources:`` (files and sub-kustomizations) and the
-    top-level ``namespace:``; that is all the project's kustomization uses.
-    """
-    kubectl = _kubectl()
-    if kubectl:
-        out = subprocess.run(
-            [kubectl, "kustomize", str(directory)], check=True, capture_output=True, text=True
-        ).stdout
-        return [d for d in yaml.safe_load_all(out) if d]
-    found = [directory / n for n in KUSTOMIZATION_NAMES if (directory / n).is_file()]
-    assert found, f"{directory} has no kustomization file"
-    kustomization = yaml.safe_load(found[0].read_text()) or {}
-    docs: list[Obj] = []
-    for entry in kustomization.get("resources") or []:
-        path = directory / entry
-        if path.is_dir():
-            docs.extend(rendered_manifests(path))
-        else:
-            docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
-    namespace = kustomization.get("namespace")
-    if namespace:
-        for doc in docs:
-            if doc.get("kind") not in _CLUSTER_KINDS:
-                doc.setdefault("metadata", {})["namespace"] = namespace
-    return docs
-
-
-_CLUSTER_KINDS = {
-    "Namespace",
-    "CustomResourceDefinition",
-    "ClusterRole",
-    "ClusterRoleBinding",
-}
+_kubectl = e2e_manifests.kubectl
+rendered_manifests = e2e_manifests.rendered_manifests
 
 
 def _one(docs: Iterable[Obj], kind: str) -> Obj:
@@ -82,6 +42,7 @@ def _one(docs: Iterable[Obj], kind: str) -> Obj:
     return found[0]
 
 
+@pytest.mark.e2e_serial
 def test_install_manifests_apply_cleanly(scenario: Scenario) -> None:
     kubectl = _kubectl()
     if kubectl is None:
@@ -203,16 +164,44 @@ def _granted_by_manifests(docs: list[Obj], namespace: str | None) -> set[Rule]:
     return rules
 
 
+def _operator_account(scenario: Scenario) -> str:
+    account = scenario.env.settings.operator_account
+    if not account:
+        pytest.skip(
+            "the operator runs with your own kube credentials (E2E_SERVICE_ACCOUNT=0): run "
+            "hack/e2e.sh (its ServiceAccount with a token) or E2E_OPERATOR=in-cluster"
+        )
+    return account
+
+
+def test_operator_authenticates_as_its_service_account(scenario: Scenario) -> None:
+    """The local operator's kube config really is the ServiceAccount's token.
+
+    Every other e2e test then passes with exactly the install's RBAC behind the operator:
+    a missing rule would fail them (a 403 in the operator's log and nothing done).
+    """
+    account = _operator_account(scenario)
+    config_file = scenario.env.settings.operator_kubeconfig
+    if not config_file:
+        assert scenario.env.settings.mode == "in-cluster"
+        pods = scenario.env.operator_pods()
+        assert pods, "in-cluster mode but no operator Pod found"
+        assert {p["spec"].get("serviceAccountName") for p in pods} == {SERVICE_ACCOUNT}
+        return
+    operator = kube_api.Kube.from_kubeconfig(config_file=config_file)
+    assert operator.whoami() == account
+    # And the account is not an admin: it may not read Secrets anywhere.
+    with pytest.raises(kube_api.ApiError) as refused:
+        operator.list(kube_api.core(None, "secrets"))
+    assert refused.value.status == 403, refused.value
+
+
 def test_operator_has_exactly_the_permissions_of_its_cluster_role(
     scenario: Scenario,
 ) -> None:
-    if scenario.env.settings.mode != "in-cluster":
-        pytest.skip(
-            "local mode: the operator runs with your own kube credentials; run "
-            "E2E_OPERATOR=in-cluster hack/e2e.sh to check its service account's permissions"
-        )
+    operator = _operator_account(scenario)
+    assert operator == f"system:serviceaccount:{OPERATOR_NAMESPACE}:{SERVICE_ACCOUNT}"
     docs = rendered_manifests()
-    operator = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{SERVICE_ACCOUNT}"
     # A service account that exists nowhere has only what every account gets
     # (discovery, self reviews): the baseline to subtract.
     nobody = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{scenario.name('nobody')}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import kmock
 import kmock_support
 import operator_support
 import pytest
+import real_api
 from kopf.testing import KopfRunner
 from operator_support import Operator, OperatorFactory, eventually  # noqa: F401  (re-exported)
 
@@ -98,3 +99,34 @@ def api(emulator: kmock_support.GuardrailsEmulator) -> Callable[..., Awaitable[A
             return resp.status, await resp.json(content_type=None)
 
     return call
+
+
+# --------------------------------------------------------------------- the real API server
+
+
+@pytest.fixture(scope="session")
+def real_api_session() -> real_api.RealApi:
+    """The real API server of the current kube context, CRD installed; skips without one."""
+    api, reason = real_api.connect()
+    if api is None:
+        pytest.skip(reason)
+    real_api.install_crd(api)
+    return api
+
+
+@pytest.fixture()
+def real_namespace(real_api_session: real_api.RealApi) -> Iterator[str]:
+    """A fresh namespace on the real API server, deleted (in the background) afterwards."""
+    api = real_api_session
+    name = api.name("ns")
+    api.request(
+        "POST",
+        "/api/v1/namespaces",
+        body={"metadata": {"name": name, "labels": {real_api.LABEL_RUN: api.run}}},
+    )
+    real_api.wait_for(
+        lambda: api.get_or_none(f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+        what=f"the default ServiceAccount of {name} (pods are refused before it exists)",
+    )
+    yield name
+    api.delete(f"/api/v1/namespaces/{name}")

@@ -313,6 +313,8 @@ def test_settings_from_env() -> None:
             p + "TIMEOUT": "90",
             p + "IMAGE": "registry.example.com/pause:1",
             p + "CONTEXT": "kind-x",
+            p + "OPERATOR_ACCOUNT": "system:serviceaccount:kube-guardrails-system:kube-guardrails",
+            p + "OPERATOR_KUBECONFIG": "/tmp/operator.kubeconfig",
         }
     )
     assert settings == harness.E2ESettings(
@@ -324,6 +326,8 @@ def test_settings_from_env() -> None:
         timeout=90.0,
         image="registry.example.com/pause:1",
         context="kind-x",
+        operator_account="system:serviceaccount:kube-guardrails-system:kube-guardrails",
+        operator_kubeconfig="/tmp/operator.kubeconfig",
     )
 
 
@@ -339,3 +343,38 @@ def test_settings_errors_name_the_variable(key: str, value: str, message: str) -
     with pytest.raises(ValueError, match=message) as error:
         harness.E2ESettings.from_env({harness.ENV_PREFIX + key: value})
     assert harness.ENV_PREFIX + key in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        pytest.param(
+            {"kind": "PodList", "apiVersion": "v1", "items": [{"metadata": {"name": "a"}}]},
+            [{"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "a"}}],
+            id="real-server-omits-kind",
+        ),
+        pytest.param(
+            {
+                "kind": "NetworkPolicyList",
+                "apiVersion": "networking.k8s.io/v1",
+                "items": [{"kind": "NetworkPolicy", "metadata": {"name": "b"}}],
+            },
+            [
+                {
+                    "kind": "NetworkPolicy",
+                    "apiVersion": "networking.k8s.io/v1",
+                    "metadata": {"name": "b"},
+                }
+            ],
+            id="kind-kept",
+        ),
+        pytest.param({"kind": "Status", "items": None}, [], id="no-items"),
+        pytest.param(
+            {"items": [{"metadata": {"name": "c"}}]}, [{"metadata": {"name": "c"}}], id="no-kind"
+        ),
+    ],
+)
+def test_list_items_carry_their_kind(
+    response: dict[str, object], expected: list[dict[str, object]]
+) -> None:
+    assert harness.list_items(response) == expected
