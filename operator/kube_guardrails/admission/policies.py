@@ -271,8 +271,9 @@ def _exemption_terms(exemptions: list[policy_model.Exemption]) -> list[dict[str,
 def _message(policy: policy_model.Policy, chk: registry.Check, var: str) -> str:
     head = cel.string(f"{chk.id} (kube-guardrails policy {policy.name}): ")
     tail = cel.string(f". Fix: {chk.hint}")
-    text = f"{head} + {var}.join('; ') + {tail}"
-    return f"({text}).size() > {MESSAGE_LIMIT} ? ({text}).substring(0, {MESSAGE_LIMIT - 3}) + '...' : ({text})"
+    text = f"({head} + {var}.join('; ') + {tail})"
+    cut = f"{text}.substring(0, {MESSAGE_LIMIT - 3}) + '...'"
+    return f"{text}.size() > {MESSAGE_LIMIT} ? {cut} : {text}"
 
 
 def _vap(
@@ -326,7 +327,8 @@ def _vap(
         match_conditions.append(
             {
                 "name": "not-excluded",
-                "expression": "!(" + cel.glob_match("request.namespace", policy.exclude_namespaces)
+                "expression": "!("
+                + cel.glob_match("request.namespace", policy.exclude_namespaces)
                 + ")",
             }
         )
@@ -353,9 +355,7 @@ def _binding(
     selector = cel.label_selector(policy.namespace_selector)
     system = sorted({*policy_model.ALWAYS_EXCLUDED, operator_namespace})
     expressions = list(selector.get("matchExpressions") or [])  # type: ignore[call-overload]
-    expressions.append(
-        {"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": system}
-    )
+    expressions.append({"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": system})
     selector["matchExpressions"] = expressions
     return {
         "apiVersion": ADMISSION_API,

@@ -92,25 +92,32 @@ def capabilities(level: registry.Level, params: Mapping[str, Any]) -> str:
         addable = cel.strings(sorted(pss.RESTRICTED_ADDABLE_CAPABILITIES))
         drop = _each(
             _ALL,
-            lambda k: f"!c.?securityContext.?capabilities.?drop.orValue([]).exists(d, d == "
-            f"{cel.string(pss.DROP_ALL)})",
+            lambda k: (
+                f"!c.?securityContext.?capabilities.?drop.orValue([]).exists(d, d == "
+                f"{cel.string(pss.DROP_ALL)})"
+            ),
             lambda k: f"{_who(k)} + ' does not set securityContext.capabilities.drop: [\"ALL\"]'",
         )
         add = _each(
             _ALL,
-            lambda k: f"c.?securityContext.?capabilities.?add.orValue([]).exists(a, !(a in "
-            f"{addable}))",
-            lambda k: f"{_who(k)} + ' adds capabilities ' + c.securityContext.capabilities.add"
-            f".filter(a, !(a in {addable})).join(', ') + ' in securityContext.capabilities.add"
-            " (only NET_BIND_SERVICE may be added)'",
+            lambda k: (
+                f"c.?securityContext.?capabilities.?add.orValue([]).exists(a, !(a in {addable}))"
+            ),
+            lambda k: (
+                f"{_who(k)} + ' adds capabilities ' + c.securityContext.capabilities.add"
+                f".filter(a, !(a in {addable})).join(', ') + ' in securityContext.capabilities.add"
+                " (only NET_BIND_SERVICE may be added)'"
+            ),
         )
         return _unless(WINDOWS, f"{drop} + {add}")
     allowed = cel.strings(sorted(pss.BASELINE_CAPABILITIES))
     return _each(
         _ALL,
         lambda k: f"c.?securityContext.?capabilities.?add.orValue([]).exists(a, !(a in {allowed}))",
-        lambda k: f"{_who(k)} + ' adds capabilities ' + c.securityContext.capabilities.add"
-        f".filter(a, !(a in {allowed})).join(', ') + ' in securityContext.capabilities.add'",
+        lambda k: (
+            f"{_who(k)} + ' adds capabilities ' + c.securityContext.capabilities.add"
+            f".filter(a, !(a in {allowed})).join(', ') + ' in securityContext.capabilities.add'"
+        ),
     )
 
 
@@ -126,8 +133,10 @@ def host_ports(level: registry.Level, params: Mapping[str, Any]) -> str:
     return _each(
         _ALL,
         lambda k: "c.?ports.orValue([]).exists(p, p.?hostPort.orValue(0) != 0)",
-        lambda k: f"{_who(k)} + ' binds host ports ' + c.ports.filter(p, p.?hostPort.orValue(0)"
-        " != 0).map(p, string(p.hostPort)).join(', ') + ' (ports[].hostPort)'",
+        lambda k: (
+            f"{_who(k)} + ' binds host ports ' + c.ports.filter(p, p.?hostPort.orValue(0)"
+            " != 0).map(p, string(p.hostPort)).join(', ') + ' (ports[].hostPort)'"
+        ),
     )
 
 
@@ -145,8 +154,10 @@ def app_armor(level: registry.Level, params: Mapping[str, Any]) -> str:
     containers = _each(
         _ALL,
         lambda k: _profile_bad("c.?securityContext.?appArmorProfile", allowed),
-        lambda k: f"{_who(k)} + ' sets securityContext.appArmorProfile.type to ' + "
-        "c.?securityContext.?appArmorProfile.?type.orValue('(unset)')",
+        lambda k: (
+            f"{_who(k)} + ' sets securityContext.appArmorProfile.type to ' + "
+            "c.?securityContext.?appArmorProfile.?type.orValue('(unset)')"
+        ),
     )
     prefix = cel.string(pss.APPARMOR_ANNOTATION_PREFIX)
     ann = f"{META}.?annotations.orValue({{}})"
@@ -193,10 +204,13 @@ def se_linux(level: registry.Level, params: Mapping[str, Any]) -> str:
 def proc_mount(level: registry.Level, params: Mapping[str, Any]) -> str:
     expr = _each(
         _ALL,
-        lambda k: "c.?securityContext.?procMount.orValue("
-        f"{cel.string(pss.PROC_MOUNT_DEFAULT)}) != {cel.string(pss.PROC_MOUNT_DEFAULT)}",
-        lambda k: f"{_who(k)} + ' sets securityContext.procMount to ' + "
-        "c.securityContext.procMount",
+        lambda k: (
+            "c.?securityContext.?procMount.orValue("
+            f"{cel.string(pss.PROC_MOUNT_DEFAULT)}) != {cel.string(pss.PROC_MOUNT_DEFAULT)}"
+        ),
+        lambda k: (
+            f"{_who(k)} + ' sets securityContext.procMount to ' + c.securityContext.procMount"
+        ),
     )
     if level is registry.Level.RESTRICTED:
         return expr
@@ -215,8 +229,10 @@ def seccomp(level: registry.Level, params: Mapping[str, Any]) -> str:
     bad = _each(
         _ALL,
         lambda k: f"{c_opt}.hasValue() && !({c_opt}.?type.orValue('') in {allowed})",
-        lambda k: f"{_who(k)} + ' sets securityContext.seccompProfile.type to ' + "
-        f"{c_opt}.?type.orValue('(unset)')",
+        lambda k: (
+            f"{_who(k)} + ' sets securityContext.seccompProfile.type to ' + "
+            f"{c_opt}.?type.orValue('(unset)')"
+        ),
     )
     if level is not registry.Level.RESTRICTED:
         return f"{pod} + {bad}"
@@ -225,8 +241,10 @@ def seccomp(level: registry.Level, params: Mapping[str, Any]) -> str:
         _each(
             _ALL,
             lambda k: f"!{c_opt}.hasValue()",
-            lambda k: f"{_who(k)} + ' has no seccomp profile (set securityContext.seccompProfile"
-            ".type on it or on the pod)'",
+            lambda k: (
+                f"{_who(k)} + ' has no seccomp profile (set securityContext.seccompProfile"
+                ".type on it or on the pod)'"
+            ),
         ),
     )
     # The engine reports per container in walk order, unset and bad interleaved; only the
@@ -321,8 +339,10 @@ def run_as_non_root(level: registry.Level, params: Mapping[str, Any]) -> str:
         _each(
             _ALL,
             lambda k: "!c.?securityContext.?runAsNonRoot.hasValue()",
-            lambda k: f"{_who(k)} + ' may run as root (set securityContext.runAsNonRoot: true on "
-            "it or on the pod)'",
+            lambda k: (
+                f"{_who(k)} + ' may run as root (set securityContext.runAsNonRoot: true on "
+                "it or on the pod)'"
+            ),
         ),
     )
     return _unless(USER_NAMESPACED, f"{pod} + {explicit_false} + {unset}")
