@@ -80,6 +80,14 @@ class Client:
         conf.api_key = {"authorization": f"Bearer {token}"}
         return Client(_K8S.client.ApiClient(conf))
 
+    def impersonating(self, user: str, *, groups: tuple[str, ...] = ()) -> Client:
+        """The same credentials acting as ``user`` (admission sees that user name)."""
+        other = _K8S.client.ApiClient(self.api.configuration)
+        other.set_default_header("Impersonate-User", user)
+        for group in groups[:1]:  # one header value is all the client can send
+            other.set_default_header("Impersonate-Group", group)
+        return Client(other)
+
     def call(
         self,
         method: str,
