@@ -11,7 +11,6 @@ gate, against a real API server, with the identities that matter:
 from __future__ import annotations
 
 import datetime
-import json
 import pathlib
 import time
 import uuid
