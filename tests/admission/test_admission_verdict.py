@@ -13,7 +13,7 @@ judged twice:
 In an ``Audit``-mode namespace every failing check comes back as its own admission warning,
 so the *set of checks named* must equal the engine's set of failing checks. In an
 ``Enforce``-mode namespace the request must be denied exactly when the engine reports an
-Enforce-action finding, and the denial must name one of those checks.
+Enforce-action finding, and the denial must name exactly the checks of those findings.
 
 Each case is sent as every kind the policies cover: Pod, and the pod template of
 Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job and CronJob (in
@@ -62,6 +62,7 @@ ENFORCE_KINDS = ("Pod", "Deployment")
 WORKERS = 8
 NOW = datetime.datetime.now(datetime.UTC)
 _NAMED = re.compile(r"^([A-Za-z]+) \(kube-guardrails policy ([^)]+)\): ")
+_DENIED = re.compile(r"^kube-guardrails policy \S+ denies this: ([A-Za-z, ]+)\. ")
 _WARNED = re.compile(
     r"^Validation failed for ValidatingAdmissionPolicy '([^']+)' with binding '[^']+': (.*)$", re.S
 )
@@ -180,7 +181,7 @@ class Outcome:
     engine: frozenset[str]
     engine_enforced: frozenset[str]
     api: frozenset[str] | None = None  # checks named by warnings
-    denied_by: str | None = None  # check named by a denial
+    denied_by: frozenset[str] | None = None  # checks named by a denial
     not_comparable: str | None = None  # the API server refused the object itself
 
     def mismatch(self) -> str | None:
@@ -193,13 +194,14 @@ class Outcome:
         if self.engine_enforced:
             if self.denied_by is None:
                 return f"engine enforces {sorted(self.engine_enforced)}, admission allowed it"
-            if self.denied_by not in self.engine_enforced:
+            if self.denied_by != self.engine_enforced:
                 return (
-                    f"denied for {self.denied_by}, engine enforces {sorted(self.engine_enforced)}"
+                    f"denied for {sorted(self.denied_by)}, "
+                    f"engine enforces {sorted(self.engine_enforced)}"
                 )
             return None
         if self.denied_by is not None:
-            return f"admission denied it for {self.denied_by}, the engine enforces nothing"
+            return f"admission denied it for {sorted(self.denied_by)}, the engine enforces nothing"
         if self.api != self.engine:
             return f"engine {sorted(self.engine)} != admission warnings {sorted(self.api or ())}"
         return None
@@ -251,9 +253,9 @@ def _read(
         return _named(r.warnings, vap_names), None, None
     m = _VAP_SAYS.search(r.message)
     if m and m.group(1) in vap_names:
-        n = _NAMED.match(m.group(2))
+        n = _DENIED.match(m.group(2))
         assert n, r.message
-        return None, n.group(1), None
+        return None, frozenset(n.group(1).split(", ")), None
     return None, None, f"HTTP {r.status}: {r.message[:300]}"
 
 
@@ -391,6 +393,6 @@ def test_engine_and_admission_agree(kube: ak.Client, setup: Any) -> None:
     failing = {c for o in outcomes if not o.not_comparable for c in o.engine}
     assert failing == set(registry.ids()), set(registry.ids()) - failing
     warned = {c for o in outcomes if o.api for c in o.api}
-    denied = {o.denied_by for o in outcomes if o.denied_by}
+    denied = {c for o in outcomes if o.denied_by for c in o.denied_by}
     assert warned == set(registry.ids()), set(registry.ids()) - warned
     assert denied, "no Enforce-mode case was denied"

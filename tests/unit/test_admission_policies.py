@@ -36,7 +36,7 @@ def validations(vap: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out = {}
     for v in vap["spec"]["validations"]:
         text = v.get("message") or v["messageExpression"]
-        m = re.match(r'^\(?"?(\w+) \(kube-guardrails policy', text)
+        m = re.search(r'"(\w+) \(kube-guardrails policy', text) or re.match(r"^(\w+) \(", text)
         assert m, text
         out[m.group(1)] = v
     return out

@@ -54,8 +54,10 @@ WARN = "warn"
 LABEL_HARDENED = "kube-guardrails.io/hardened"
 GATE_CHECK = "namespaceReady"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-# A violation message is cut to this many characters (the API server caps warnings and
-# the denial text; a Pod with hundreds of containers must still get a readable message).
+# A violation message is cut to this many characters: a Pod with hundreds of containers
+# must still get a readable message. (The API server also caps the warnings of one
+# response at 4 KiB in total, cutting each to 256 characters when there are many: the
+# check id comes first so that it survives; the audit log keeps every failure.)
 MESSAGE_LIMIT = 1000
 
 # What the policies match: Pods and the pod templates of every controller kind, on create
@@ -241,7 +243,7 @@ def build(
         if not checks and not with_gate:
             continue
         name = object_name(policy.name, which)
-        policies[name] = _vap(name, policy, checks, exemptions, with_gate, level)
+        policies[name] = _vap(name, policy, checks, exemptions, with_gate, deny=which == DENY)
         bindings[name] = _binding(name, policy, which, operator_namespace)
     return Desired(
         policies=policies,
@@ -268,10 +270,20 @@ def _exemption_terms(exemptions: list[policy_model.Exemption]) -> list[dict[str,
     return out
 
 
-def _message(policy: policy_model.Policy, chk: registry.Check, var: str) -> str:
+def _message(policy: policy_model.Policy, chk: registry.Check, var: str, *, deny: bool) -> str:
+    """CEL for one check's message: ``<check> (kube-guardrails policy <p>): <violations>``.
+
+    A denial carries only the message of the first failing validation, so in the Deny
+    policy every message starts with the list of *all* failing checks
+    (``variables.failing``): one refusal names everything to fix.
+    """
     head = cel.string(f"{chk.id} (kube-guardrails policy {policy.name}): ")
     tail = cel.string(f". Fix: {chk.hint}")
-    text = f"({head} + {var}.join('; ') + {tail})"
+    text = f"{head} + {var}.join('; ') + {tail}"
+    if deny:
+        lead = cel.string(f"kube-guardrails policy {policy.name} denies this: ")
+        text = f"{lead} + variables.failing.join(', ') + '. ' + {text}"
+    text = f"({text})"
     cut = f"{text}.substring(0, {MESSAGE_LIMIT - 3}) + '...'"
     return f"{text}.size() > {MESSAGE_LIMIT} ? {cut} : {text}"
 
@@ -282,7 +294,8 @@ def _vap(
     checks: list[tuple[ActiveCheck, str]],
     exemptions: list[policy_model.Exemption],
     gate: bool,
-    level: registry.Level,
+    *,
+    deny: bool,
 ) -> dict[str, Any]:
     variables: list[dict[str, str]] = [dict(v) for v in BASE_VARIABLES]
     exemption_vars = _exemption_terms(exemptions)
@@ -306,6 +319,7 @@ def _vap(
                 "reason": "Forbidden",
             }
         )
+    verdicts: list[tuple[str, str]] = []
     for a, expr in checks:
         var = f"v_{a.check.id}"
         variables.append({"name": var, "expression": expr})
@@ -314,14 +328,18 @@ def _vap(
             for ex, v in zip(exemptions, exemption_vars, strict=True)
             if not ex.checks or a.check.id in ex.checks
         ]
-        passes = f"size(variables.{var}) == 0"
+        passes = " || ".join([*exempt, f"size(variables.{var}) == 0"])
+        verdicts.append((a.check.id, passes))
         validations.append(
             {
-                "expression": " || ".join([*exempt, passes]),
-                "messageExpression": _message(policy, a.check, f"variables.{var}"),
+                "expression": passes,
+                "messageExpression": _message(policy, a.check, f"variables.{var}", deny=deny),
                 "reason": "Forbidden",
             }
         )
+    if deny and checks:
+        failing = ", ".join(f"({passes}) ? '' : {cel.string(check)}" for check, passes in verdicts)
+        variables.append({"name": "failing", "expression": f"[{failing}].filter(x, x != '')"})
     match_conditions = [{"name": "pod-spec-changed", "expression": SPEC_CHANGED}]
     if policy.exclude_namespaces:
         match_conditions.append(
