@@ -147,18 +147,12 @@ def test_scope_matches_the_engine(
     labels: dict[str, str],
     tweak: dict[str, bool],
     denied: set[str],
+    run_id: str,
 ) -> None:
-    pol, names, namespaces = scoped
+    pol, _, namespaces = scoped
     ns = namespaces[where]
     obj = pod("p", labels=labels, **tweak)
-    ns_labels = (
-        {}
-        if where == "unselected"
-        else {
-            "kube-guardrails.io/scope": pol.namespace_selector.requirements[0].values
-            and next(iter(pol.namespace_selector.requirements[0].values))
-        }
-    )
+    ns_labels = {} if where == "unselected" else {"kube-guardrails.io/scope": run_id}
     assert engine_denies(pol, obj, ns, ns_labels) == denied
     r = kube.call("POST", ak.collection("Pod", ns), obj, query={"dryRun": "All"})
     if denied:
@@ -176,7 +170,6 @@ def test_updates_are_judged_only_when_the_pod_spec_changes(
 ) -> None:
     """A violating Pod that predates the policy (here: its namespace joins later) can still
     get metadata writes (the operator's annotations, labels); a spec change is judged."""
-    pol, _, _ = scoped
     ns = f"scope-{run_id}-late"
     kube.must("POST", ak.NAMESPACES, {"metadata": {"name": ns, "labels": {RUN_LABEL: run_id}}})
     path = f"{ak.collection('Pod', ns)}/old"
