@@ -58,6 +58,28 @@ def installed(kube: ak.Client, run_id: str) -> Iterator[None]:
     }
     for d in docs:
         kube.apply(_path(d), d["metadata"]["name"], d)
+    # Admission policies take effect asynchronously: probe both with dry-run requests.
+    owner = {
+        "apiVersion": "kube-guardrails.io/v1alpha1",
+        "kind": "GuardrailPolicy",
+        "name": "probe",
+        "uid": "00000000-0000-0000-0000-000000000000",
+    }
+    forged = {
+        "metadata": {"name": "probe", "ownerReferences": [owner]},
+        "spec": {"limits": [{"type": "Container", "default": {"memory": "1Gi"}}]},
+    }
+    labelled = {"metadata": {"name": f"probe-{run_id}", "labels": {admission.LABEL_HARDENED: "x"}}}
+    eventually(
+        "the static admission policies to take effect",
+        lambda: (
+            kube.call(
+                "POST", "/api/v1/namespaces/default/limitranges", forged, query={"dryRun": "All"}
+            ).status
+            == 403
+            and kube.call("POST", ak.NAMESPACES, labelled, query={"dryRun": "All"}).status == 403
+        ),
+    )
     yield
     for d in reversed(docs):
         if d["metadata"]["name"] not in existed:

@@ -283,7 +283,8 @@ def _message(policy: policy_model.Policy, chk: registry.Check, var: str, *, deny
     if deny:
         lead = cel.string(f"kube-guardrails policy {policy.name} denies this: ")
         text = f"{lead} + variables.failing.join(', ') + '. ' + {text}"
-    text = f"({text})"
+    # A message must be one line: field values (an image name...) could carry a break.
+    text = f"({text}).replace({cel.string(chr(10))}, ' ').replace({cel.string(chr(13))}, ' ')"
     cut = f"{text}.substring(0, {MESSAGE_LIMIT - 3}) + '...'"
     return f"{text}.size() > {MESSAGE_LIMIT} ? {cut} : {text}"
 
