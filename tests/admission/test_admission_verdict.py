@@ -133,7 +133,85 @@ def _cases() -> list[Case]:
     for pc in pss_cases.CASES:
         for level in pc.levels:
             add(f"upstream/{level}/{pc.id}", Combo(level, "{}"), pc.build(level))
+    # Image references and quantities: the parsing the CEL restates with string functions.
+    for allowed in ALLOW_LISTS:
+        combo = Combo("baseline", json.dumps({"allowed": allowed}, sort_keys=True))
+        for image in IMAGES:
+            add(f"image/{image}/{allowed}", combo, _pod_with(image=image))
+    for requests, limits, pod_level in RESOURCES:
+        add(
+            f"resources/{requests}/{limits}/{pod_level}",
+            Combo("baseline", "{}"),
+            _pod_with(requests=requests, limits=limits, pod_level=pod_level),
+        )
     return out
+
+
+ALLOW_LISTS = (
+    ["registry.example.com", "docker.io/library/", "localhost:5000/", "quay.io/org"],
+    ["docker.io/library/nginx", "ghcr.io/", "index.docker.io/"],
+)
+_HEX = "0123456789abcdef" * 4
+IMAGES = (
+    "nginx",
+    "nginx:1.25",
+    "nginx:latest",
+    "nginx:Latest",
+    "nginx-unofficial:1",
+    "library/nginx:1",
+    "docker.io/nginx:1",
+    "index.docker.io/library/nginx:1",
+    "index.docker.io/nginx",
+    "bitnami/redis:7",
+    "registry.example.com/app:1",
+    "registry.example.com:5000/app:1",
+    "registry.example.com.evil.io/app:1",
+    "registry.example.comx/app:1",
+    "localhost/app:1",
+    "localhost:5000/app",
+    "localhost:5000/app:2",
+    "Upper/app:1",
+    "quay.io/org/app:1",
+    "quay.io/orgx/app:1",
+    "quay.io/org",
+    f"app@sha256:{_HEX}",
+    f"app:latest@sha256:{_HEX}",
+    "app:1@sha256:abc",
+    f"registry.example.com/app@sha256:{_HEX}",
+    "a/b/c:d",
+    "ghcr.io/x/y:latest",
+    "app:",
+    "app@",
+)
+RESOURCES = (
+    ({"cpu": "100m", "memory": "128Mi"}, {"memory": "256Mi"}, None),
+    ({"cpu": "0.1", "memory": "1e6"}, {"memory": "1Gi"}, None),
+    ({"cpu": "0m", "memory": "128Mi"}, {"memory": "256Mi"}, None),
+    ({}, {"cpu": "1", "memory": "1Gi"}, None),
+    ({"memory": "128Mi"}, {"memory": "0"}, None),
+    ({}, {}, {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}),
+    ({}, {}, {"limits": {"cpu": "1", "memory": "1Gi"}}),
+    ({"cpu": "100m"}, {}, {"requests": {"memory": "1Gi"}, "limits": {"memory": "1Gi"}}),
+    ({"cpu": "0"}, {}, {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}),
+)
+
+
+def _pod_with(
+    *,
+    image: str = "registry.k8s.io/pause:3.10",
+    requests: dict[str, str] | None = None,
+    limits: dict[str, str] | None = None,
+    pod_level: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "app", "image": image}
+    if requests or limits:
+        container["resources"] = {
+            k: v for k, v in (("requests", requests), ("limits", limits)) if v
+        }
+    spec: dict[str, Any] = {"containers": [container]}
+    if pod_level:
+        spec["resources"] = pod_level
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "extra"}, "spec": spec}
 
 
 CASES = _cases()
