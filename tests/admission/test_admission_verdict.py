@@ -11,7 +11,8 @@ judged twice:
   that same policy.
 
 In an ``Audit``-mode namespace every failing check comes back as its own admission warning,
-so the *set of checks named* must equal the engine's set of failing checks. In an
+so the *set of checks named* must equal the engine's set of failing checks, and each
+warning must name every container the engine's findings of that check name. In an
 ``Enforce``-mode namespace the request must be denied exactly when the engine reports an
 Enforce-action finding, and the denial must name exactly the checks of those findings.
 
@@ -258,7 +259,8 @@ class Outcome:
     mode: str
     engine: frozenset[str]
     engine_enforced: frozenset[str]
-    api: frozenset[str] | None = None  # checks named by warnings
+    containers: Mapping[str, frozenset[str]]  # engine: check -> containers its findings name
+    api: Mapping[str, str] | None = None  # checks named by warnings -> the warning's text
     denied_by: frozenset[str] | None = None  # checks named by a denial
     not_comparable: str | None = None  # the API server refused the object itself
 
@@ -266,9 +268,9 @@ class Outcome:
         if self.not_comparable is not None:
             return None
         if self.mode == "Audit":
-            if self.api != self.engine:
+            if set(self.api or ()) != self.engine:
                 return f"engine {sorted(self.engine)} != admission {sorted(self.api or ())}"
-            return None
+            return self._containers_named()
         if self.engine_enforced:
             if self.denied_by is None:
                 return f"engine enforces {sorted(self.engine_enforced)}, admission allowed it"
@@ -280,14 +282,27 @@ class Outcome:
             return None
         if self.denied_by is not None:
             return f"admission denied it for {sorted(self.denied_by)}, the engine enforces nothing"
-        if self.api != self.engine:
+        if set(self.api or ()) != self.engine:
             return f"engine {sorted(self.engine)} != admission warnings {sorted(self.api or ())}"
+        return None
+
+    def _containers_named(self) -> str | None:
+        """Each warning names every container the engine's findings of that check name
+        (quoted as in the Events; an AppArmor annotation names it inside the key). A
+        warning the API server or our limit cut short is not checked."""
+        for check, names in self.containers.items():
+            text = (self.api or {})[check]
+            if text.endswith("..."):
+                continue
+            for name in names:
+                if (f'"{name}"' if check != "appArmor" else name) not in text:
+                    return f"the {check} warning does not name container {name!r}: {text}"
         return None
 
 
 def _engine(
     policy: policy_model.Policy, obj: Mapping[str, Any], ns: str
-) -> tuple[frozenset[str], frozenset[str]]:
+) -> tuple[frozenset[str], frozenset[str], dict[str, frozenset[str]]]:
     pod = engine.pod_input(obj)
     assert pod is not None
     labels = (obj.get("metadata") or {}).get("labels") or {}
@@ -298,23 +313,27 @@ def _engine(
     enforced = (
         frozenset(f.finding.check for f in verdict.enforced()) if policy.enforcing else frozenset()
     )
-    return named, enforced
+    containers: dict[str, set[str]] = {}
+    for f in verdict.findings:
+        if f.finding.container:
+            containers.setdefault(f.finding.check, set()).add(f.finding.container)
+    return named, enforced, {c: frozenset(n) for c, n in containers.items()}
 
 
-def _named(warnings: tuple[str, ...], vap_names: set[str]) -> frozenset[str]:
-    out = set()
+def _named(warnings: tuple[str, ...], vap_names: set[str]) -> dict[str, str]:
+    out = {}
     for w in warnings:
         m = _WARNED.match(w)
         if m and m.group(1) in vap_names:
             n = _NAMED.match(m.group(2))
             assert n, w
-            out.add(n.group(1))
-    return frozenset(out)
+            out[n.group(1)] = m.group(2)
+    return out
 
 
 def _judge(
     kube: ak.Client, ns: str, obj: dict[str, Any], vap_names: set[str]
-) -> tuple[frozenset[str] | None, str | None, str | None]:
+) -> tuple[dict[str, str] | None, frozenset[str] | None, str | None]:
     """(checks warned, check denied for, not-comparable reason) for one dry-run create."""
     kind = obj["kind"]
     ephemeral = kind == "Pod" and obj["spec"].get("ephemeralContainers")
@@ -326,7 +345,7 @@ def _judge(
 
 def _read(
     r: ak.Response, vap_names: set[str]
-) -> tuple[frozenset[str] | None, str | None, str | None]:
+) -> tuple[dict[str, str] | None, frozenset[str] | None, str | None]:
     if r.ok:
         return _named(r.warnings, vap_names), None, None
     m = _VAP_SAYS.search(r.message)
@@ -339,7 +358,7 @@ def _read(
 
 def _judge_ephemeral(
     kube: ak.Client, ns: str, obj: dict[str, Any], vap_names: set[str]
-) -> tuple[frozenset[str] | None, str | None, str | None]:
+) -> tuple[dict[str, str] | None, frozenset[str] | None, str | None]:
     base = copy.deepcopy(obj)
     ephemeral = base["spec"].pop("ephemeralContainers")
     name = f"{base['metadata']['name'][:50]}-{abs(hash(json.dumps(obj, sort_keys=True))) % 10**8}"
@@ -437,9 +456,9 @@ def test_engine_and_admission_agree(kube: ak.Client, setup: Any) -> None:
 
     def run(job: Any) -> Outcome:
         case, mode, kind, ns, pol, names, obj = job
-        named, enforced = _engine(pol, obj, ns)
+        named, enforced, containers = _engine(pol, obj, ns)
         warned, denied, refused = _judge(kube, ns, obj, names)
-        return Outcome(case.id, kind, mode, named, enforced, warned, denied, refused)
+        return Outcome(case.id, kind, mode, named, enforced, containers, warned, denied, refused)
 
     with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
         outcomes = list(pool.map(run, jobs))
