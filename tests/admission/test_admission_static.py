@@ -43,8 +43,13 @@ def eventually(what: str, probe: Callable[[], bool], timeout: float = 60) -> Non
 @pytest.fixture(scope="module")
 def installed(kube: ak.Client, run_id: str) -> Iterator[None]:
     """The CRD and the static admission policies, installed as `kubectl apply -k` would."""
-    for path in sorted((REPO / "crds").glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
+    crds = [yaml.safe_load(p.read_text()) for p in sorted((REPO / "crds").glob("*.yaml"))]
+    new_crds = [
+        c["metadata"]["name"]
+        for c in crds
+        if not kube.call("GET", f"{CRDS}/{c['metadata']['name']}").ok
+    ]
+    for crd in crds:
         kube.apply(CRDS, crd["metadata"]["name"], crd)
     eventually(
         "the CRD to be served",
@@ -81,9 +86,12 @@ def installed(kube: ak.Client, run_id: str) -> Iterator[None]:
         ),
     )
     yield
+    # Leave the cluster as found: what this fixture installed goes again.
     for d in reversed(docs):
         if d["metadata"]["name"] not in existed:
             kube.delete(f"{_path(d)}/{d['metadata']['name']}")
+    for name in new_crds:
+        kube.delete(f"{CRDS}/{name}")
 
 
 def _path(doc: dict[str, Any]) -> str:
