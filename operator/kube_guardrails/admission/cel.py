@@ -8,6 +8,7 @@ so no policy content can change an expression's structure.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from kube_guardrails.model import selectors
 
@@ -134,7 +135,7 @@ def selector(labels: str, sel: selectors.LabelSelector) -> str:
     return all_of(terms)
 
 
-def label_selector(sel: selectors.LabelSelector) -> dict[str, object]:
+def label_selector(sel: selectors.LabelSelector) -> dict[str, Any]:
     """The selector as a ``metav1.LabelSelector`` dict (for a binding's namespaceSelector)."""
     match_labels: dict[str, str] = {}
     expressions: list[dict[str, object]] = []
@@ -146,7 +147,7 @@ def label_selector(sel: selectors.LabelSelector) -> dict[str, object]:
         if req.operator in ("In", "NotIn"):
             expr["values"] = sorted(req.values)
         expressions.append(expr)
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     if match_labels:
         out["matchLabels"] = dict(sorted(match_labels.items()))
     if expressions:

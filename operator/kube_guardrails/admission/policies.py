@@ -26,6 +26,7 @@ at admission exactly as in the engine.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import hashlib
@@ -358,7 +359,8 @@ def _vap(
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": {
-                "resourceRules": [dict(r) for r in RESOURCE_RULES],
+                # Fresh copies: the caller may change what it gets without touching these.
+                "resourceRules": copy.deepcopy(list(RESOURCE_RULES)),
                 "matchPolicy": "Equivalent",
             },
             "matchConditions": match_conditions,
@@ -373,7 +375,7 @@ def _binding(
 ) -> dict[str, Any]:
     selector = cel.label_selector(policy.namespace_selector)
     system = sorted({*policy_model.ALWAYS_EXCLUDED, operator_namespace})
-    expressions = list(selector.get("matchExpressions") or [])  # type: ignore[call-overload]
+    expressions = list(selector.get("matchExpressions") or [])
     expressions.append({"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": system})
     selector["matchExpressions"] = expressions
     return {
