@@ -76,6 +76,10 @@ def test_kustomize_build_renders_the_install() -> None:
         ("Deployment", NAME),
         ("Namespace", OPERATOR_NAMESPACE),
         ("ServiceAccount", NAME),
+        ("ValidatingAdmissionPolicy", "kube-guardrails-protect-managed-objects"),
+        ("ValidatingAdmissionPolicy", "kube-guardrails-protect-readiness-label"),
+        ("ValidatingAdmissionPolicyBinding", "kube-guardrails-protect-managed-objects"),
+        ("ValidatingAdmissionPolicyBinding", "kube-guardrails-protect-readiness-label"),
     ]
 
 
@@ -93,7 +97,7 @@ def test_namespace_enforces_restricted_pod_security() -> None:
 EXPECTED_RULES = {
     ("kube-guardrails.io", "guardrailpolicies"): {"list", "watch"},
     ("kube-guardrails.io", "guardrailpolicies/status"): {"patch"},
-    ("", "namespaces"): {"list", "watch"},
+    ("", "namespaces"): {"list", "watch", "patch"},
     ("networking.k8s.io", "networkpolicies"): {
         "get",
         "list",
@@ -108,6 +112,22 @@ EXPECTED_RULES = {
     ("", "pods/eviction"): {"create"},
     ("apps", "deployments"): {"get", "list", "watch", "patch"},
     ("", "events"): {"create"},
+    ("admissionregistration.k8s.io", "validatingadmissionpolicies"): {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "patch",
+        "delete",
+    },
+    ("admissionregistration.k8s.io", "validatingadmissionpolicybindings"): {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "patch",
+        "delete",
+    },
 }
 
 
