@@ -134,10 +134,35 @@ _STYLE = {
 }
 
 
+def _escape_table() -> dict[int, str]:
+    table = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+    table.update({ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"})
+    # Bidirectional overrides and isolates ("Trojan Source"): they reorder what is shown.
+    for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C):
+        table[c] = f"\\u{c:04x}"
+    return table
+
+
+_ESCAPES = _escape_table()
+
+
+def escape(text: object) -> str:
+    """Text from the input made safe for a terminal: control characters shown escaped.
+
+    Names, images and messages come from files anyone can write: raw, an ESC could clear
+    the screen or write the clipboard (OSC 52), a CR could overprint a fake "PASS" line.
+    """
+    return str(text).translate(_ESCAPES)
+
+
 def render_table(report: Report, *, color: bool = False) -> str:
-    """Findings grouped by object, then errors, then a summary; colour only if asked."""
+    """Findings grouped by object, then errors, then a summary; colour only if asked.
+
+    Every piece of input is escaped (:func:`escape`) before the colours are added.
+    """
 
     def paint(style: str, text: str) -> str:
+        text = escape(text)
         return f"{_STYLE[style]}{text}{_RESET}" if color else text
 
     lines: list[str] = []
@@ -154,10 +179,11 @@ def render_table(report: Report, *, color: bool = False) -> str:
             f = af.finding
             sev = f.severity.label
             policy = f" [{af.policy}]" if multi_policy else ""
-            lines.append(
-                f"  {paint(sev, sev.upper().ljust(8))}  {f.check.ljust(check_w)}  "
-                f"{(f.container or '-').ljust(cont_w)}  {f.message}{policy}"
+            rest = (
+                f"{f.check.ljust(check_w)}  {(f.container or '-').ljust(cont_w)}  "
+                f"{f.message}{policy}"
             )
+            lines.append(f"  {paint(sev, sev.upper().ljust(8))}  {escape(rest)}")
             lines.append(paint("dim", f"{pad}at {f.path}"))
             following = obj.findings[i + 1].finding if i + 1 < len(obj.findings) else None
             if following is None or (following.check, following.hint) != (f.check, f.hint):
@@ -169,7 +195,7 @@ def render_table(report: Report, *, color: bool = False) -> str:
     if report.result.errors:
         lines.append(paint("error", "ERRORS (these inputs were not checked)"))
         for e in report.result.errors:
-            lines.append(f"  {e.where()}: {e.message}")
+            lines.append(escape(f"  {e.where()}: {e.message}"))
         lines.append("")
     lines.extend(_summary_lines(report, paint))
     return "\n".join(lines) + "\n"
@@ -185,18 +211,20 @@ def _summary_lines(report: Report, paint: Any) -> list[str]:
         f"findings; {s['findings']} finding(s)" + (f" ({sev})" if sev else "") + "."
     )
     names = ", ".join(f"{p.name} ({p.pod_security}, {p.source})" for p in report.policies)
-    out.append(f"Policy: {names}.")
+    out.append(escape(f"Policy: {names}."))
     if s["excluded"]:
         namespaces = sorted(
             {o.ref.namespace for o in report.result.objects if o.status is core.Status.EXCLUDED}
         )
         out.append(
-            f"Not checked: {s['excluded']} workload(s) in namespaces the policy excludes "
-            f"({', '.join(namespaces)}); --include-excluded checks them too."
+            escape(
+                f"Not checked: {s['excluded']} workload(s) in namespaces the policy excludes "
+                f"({', '.join(namespaces)}); --include-excluded checks them too."
+            )
         )
     if s["ignored"]:
         kinds = ", ".join(f"{k} {n}" for k, n in s["ignored"].items())
-        out.append(f"Ignored (no pod spec): {kinds}.")
+        out.append(escape(f"Ignored (no pod spec): {kinds}."))
     if s["errors"]:
         out.append(paint("error", f"{s['errors']} input error(s): see ERRORS above."))
     if s["failed"]:

@@ -33,6 +33,7 @@ class Job:
     policies: tuple[policy_model.Policy, ...]
     now: datetime.datetime
     include_excluded: bool
+    max_file_size: int = loader.DEFAULT_MAX_FILE_SIZE
 
 
 def default_jobs() -> int:
@@ -55,9 +56,12 @@ def audit_files(
     if jobs <= 1 or len(files) < PARALLEL_MIN_FILES or loader.STDIN in files:
         return _sequential(files, job=job, stdin=stdin, progress=progress)
     chunks = [list(files[i : i + CHUNK_FILES]) for i in range(0, len(files), CHUNK_FILES)]
+    # More workers than CPUs only compete for them, more than chunks sit idle; "-j
+    # 100000" must not fork 100,000 processes.
+    workers = max(1, min(jobs, default_jobs(), len(chunks)))
     try:
         result = core.AuditResult()
-        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
             for part in pool.map(_audit_chunk, chunks, [job] * len(chunks)):
                 merge(result, part)
                 if progress is not None:
@@ -74,7 +78,7 @@ def _sequential(
 ) -> core.AuditResult:
     auditor = _auditor(job)
     for path in files:
-        for item in loader.load(path, stdin=stdin):
+        for item in loader.load(path, stdin=stdin, max_file_size=job.max_file_size):
             auditor.add(item)
         auditor.result.files += 1
         if progress is not None:
