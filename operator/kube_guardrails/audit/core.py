@@ -31,12 +31,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kube_guardrails import OPERATOR_NAMESPACE, planning
-from kube_guardrails.audit import loader
+from kube_guardrails.audit import fieldtypes, loader
 from kube_guardrails.checks import engine
 from kube_guardrails.model import policy as policy_model
 from kube_guardrails.model import selectors
 
 DEFAULT_NAMESPACE = "default"
+MAX_TYPE_ERRORS = 10  # per object: enough to fix, not a flood
 NOT_AN_OBJECT = "<not a Kubernetes object>"
 
 
@@ -207,6 +208,22 @@ class Auditor:
                     message=f"{ref.title}{where}: {pod.spec_path}.containers is missing or "
                     f"empty; not a valid {kind}",
                 )
+            )
+            return None
+        wrong = [
+            *fieldtypes.labels(meta.get("labels"), where="metadata.labels"),
+            *fieldtypes.problems(pod.spec, spec_path=pod.spec_path),
+        ]
+        if wrong:
+            where = f" {path}" if path else ""
+            self.result.errors.extend(
+                loader.InputError(
+                    source=doc.source,
+                    index=doc.index,
+                    line=doc.line,
+                    message=f"{ref.title}{where}: {problem}",
+                )
+                for problem in wrong[:MAX_TYPE_ERRORS]
             )
             return None
         report = self.review(pod, ref=ref, labels=_labels(meta.get("labels")))
