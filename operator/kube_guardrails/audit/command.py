@@ -19,6 +19,7 @@ kubernetes client.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
 import os
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         return _give_up(stderr, "out of memory (split the input or lower --max-file-size)")
     except RecursionError:
         return _give_up(stderr, "internal error: input nested too deeply")
-    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, exit 2
+    except Exception as e:
         return _give_up(stderr, f"internal error: {type(e).__name__}: {report.escape(e)}")
 
 
@@ -278,10 +279,8 @@ def execute(
 
 
 def _close_quietly(stream: TextIO) -> None:
-    try:
+    with contextlib.suppress(OSError):
         stream.close()
-    except OSError:
-        pass
 
 
 def load_policies(paths: list[str]) -> list[policyfile.LoadedPolicy]:

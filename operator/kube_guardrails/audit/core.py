@@ -143,7 +143,9 @@ class Auditor:
             )
             return None
 
-    def _open(self, obj: Any, *, doc: loader.Document, item: int | None, path: str) -> ObjectReport | None:
+    def _open(
+        self, obj: Any, *, doc: loader.Document, item: int | None, path: str
+    ) -> ObjectReport | None:
         """A workload, or every workload of a ``List`` / ``*List`` (nested Lists too).
 
         ``kubectl get -o yaml`` writes ``kind: List`` and the API server's list kinds

@@ -100,8 +100,10 @@ def expand(paths: Sequence[str]) -> tuple[list[str], list[InputError]]:
         try:
             mode = os.stat(path).st_mode
         except OSError as e:
-            message = "no such file or directory" if isinstance(e, FileNotFoundError) else (
-                f"cannot read: {e.strerror or e}"
+            message = (
+                "no such file or directory"
+                if isinstance(e, FileNotFoundError)
+                else (f"cannot read: {e.strerror or e}")
             )
             errors.append(InputError(source=display_name(path), message=message))
             continue
@@ -116,9 +118,15 @@ def expand(paths: Sequence[str]) -> tuple[list[str], list[InputError]]:
 
 
 def _not_regular(mode: int) -> str:
-    what = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if (
-        stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-    ) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+    what = (
+        "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode))
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
     return (
         f"not a regular file ({what}); only regular files are read: pipe other input "
         "to 'kube-guardrails audit -'"

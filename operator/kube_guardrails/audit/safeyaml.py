@@ -63,7 +63,7 @@ def allowed_alias_ratio(decoded: int) -> float:
 
 
 class _Frame:
-    __slots__ = ("anchor", "key", "has_key", "line", "merges", "obj", "size")
+    __slots__ = ("anchor", "has_key", "key", "line", "merges", "obj", "size")
 
     def __init__(self, obj: Any, anchor: str | None, line: int) -> None:
         self.obj = obj
@@ -88,7 +88,7 @@ def load(text: str) -> Any:
         loader.dispose()
 
 
-def _build(loader: Any) -> Any:  # noqa: C901, PLR0912, PLR0915 - one event loop, kept flat for speed
+def _build(loader: Any) -> Any:
     anchors: dict[str, tuple[Any, int]] = {}
     open_anchors: set[str] = set()
     stack: list[_Frame] = []
@@ -143,7 +143,11 @@ def _build(loader: Any) -> Any:  # noqa: C901, PLR0912, PLR0915 - one event loop
             value, size = found
             decoded += size
             aliased += size
-            if aliased > 100 and decoded > 1000 and aliased / decoded > allowed_alias_ratio(decoded):
+            if (
+                aliased > 100
+                and decoded > 1000
+                and aliased / decoded > allowed_alias_ratio(decoded)
+            ):
                 raise UnsafeYAMLError(
                     f"excessive aliasing: *{name} would expand the document to more than "
                     f"{decoded} nodes ({aliased} from aliases; the Kubernetes API server "
@@ -226,7 +230,7 @@ def _build(loader: Any) -> Any:  # noqa: C901, PLR0912, PLR0915 - one event loop
                             "a merge key (<<) takes a mapping or a list of mappings",
                             line=event.start_mark.line,
                         )
-                    parent.merges.append((source, size))  # type: ignore[union-attr]
+                    parent.merges.append((source, size))
             else:
                 obj[key] = value
             parent.key = None

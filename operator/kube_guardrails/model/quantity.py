@@ -87,9 +87,7 @@ def _parse(value: object) -> decimal.Decimal:
         )
     match = _PATTERN.fullmatch(text)
     if not match:
-        raise QuantityError(
-            f"{_show(value)} is not a quantity (examples: 100m, 0.5, 128Mi, 1G)"
-        )
+        raise QuantityError(f"{_show(value)} is not a quantity (examples: 100m, 0.5, 128Mi, 1G)")
     number = decimal.Decimal(match.group("num"))
     exp = match.group("exp")
     if exp:
