@@ -44,6 +44,12 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def workers(jobs: int, *, chunks: int, cpus: int | None = None) -> int:
+    """Worker processes for ``-j jobs``: more than CPUs only compete for them, more than
+    chunks of work sit idle, and ``-j 100000`` must not fork 100,000 processes."""
+    return max(1, min(jobs, cpus or default_jobs(), chunks))
+
+
 def audit_files(
     files: Sequence[str],
     *,
@@ -56,12 +62,11 @@ def audit_files(
     if jobs <= 1 or len(files) < PARALLEL_MIN_FILES or loader.STDIN in files:
         return _sequential(files, job=job, stdin=stdin, progress=progress)
     chunks = [list(files[i : i + CHUNK_FILES]) for i in range(0, len(files), CHUNK_FILES)]
-    # More workers than CPUs only compete for them, more than chunks sit idle; "-j
-    # 100000" must not fork 100,000 processes.
-    workers = max(1, min(jobs, default_jobs(), len(chunks)))
     try:
         result = core.AuditResult()
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers(jobs, chunks=len(chunks))
+        ) as pool:
             for part in pool.map(_audit_chunk, chunks, [job] * len(chunks)):
                 merge(result, part)
                 if progress is not None:
