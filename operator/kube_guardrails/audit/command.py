@@ -237,9 +237,9 @@ def execute(
         out_stream = stdout
     try:
         if args.format == "json":
-            out_stream.write(report.render_json(rep))
+            report.write_json(rep, out_stream)
         elif args.format == "sarif":
-            out_stream.write(report.render_sarif(rep))
+            report.write_sarif(rep, out_stream)
         else:
             out_stream.write(report.render_table(rep, color=use_color(out_stream)))
         out_stream.flush()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import pathlib
@@ -243,6 +244,13 @@ def _summary_lines(report: Report, paint: Any) -> list[str]:
 
 def render_json(report: Report) -> str:
     """The documented JSON layout (see the README's "JSON output" section)."""
+    out = io.StringIO()
+    write_json(report, out)
+    return out.getvalue()
+
+
+def write_json(report: Report, stream: TextIO) -> None:
+    """:func:`render_json` written piece by piece: one object's dict at a time in memory."""
     doc: dict[str, Any] = {
         "schemaVersion": JSON_SCHEMA_VERSION,
         "tool": {"name": TOOL_NAME, "version": __version__},
@@ -251,10 +259,59 @@ def render_json(report: Report) -> str:
             for p in report.policies
         ],
         "summary": summary(report),
-        "objects": [_object_json(o) for o in report.result.objects],
-        "errors": [_error_json(e) for e in report.result.errors],
+        "objects": _Lazy(_object_json(o) for o in report.result.objects),
+        "errors": _Lazy(_error_json(e) for e in report.result.errors),
     }
-    return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+    _emit(stream.write, doc, 0)
+    stream.write("\n")
+
+
+class _Lazy:
+    """A JSON array produced item by item while it is written (see :func:`_emit`)."""
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self.items = items
+
+
+def _has_lazy(value: Any) -> bool:
+    if isinstance(value, _Lazy):
+        return True
+    if isinstance(value, dict):
+        return any(_has_lazy(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_lazy(v) for v in value)
+    return False
+
+
+def _emit(write: Callable[[str], Any], value: Any, level: int) -> None:
+    """Write ``value`` exactly as ``json.dumps(value, indent=2)`` would, streaming _Lazy.
+
+    A report holds a few dicts per finding: built all at once for a large input, with
+    the encoder's chunks and the final string, that was several times the input's size
+    in memory. Only the skeleton around the lazy arrays is walked here; everything else
+    goes through ``json.dumps`` (ASCII output, so structural newlines are the only ones
+    and re-indenting them is safe).
+    """
+    pad, close = "  " * (level + 1), "  " * level
+    if isinstance(value, _Lazy) or (isinstance(value, list) and _has_lazy(value)):
+        first = True
+        for item in value.items if isinstance(value, _Lazy) else value:
+            write("[\n" if first else ",\n")
+            write(pad)
+            _emit(write, item, level + 1)
+            first = False
+        write("[]" if first else f"\n{close}]")
+    elif isinstance(value, dict) and value and _has_lazy(value):
+        write("{\n")
+        for i, (key, item) in enumerate(value.items()):
+            if i:
+                write(",\n")
+            write(f"{pad}{json.dumps(key)}: ")
+            _emit(write, item, level + 1)
+        write(f"\n{close}}}")
+    else:
+        text = json.dumps(value, indent=2)
+        write(text.replace("\n", "\n" + close) if level else text)
 
 
 def _object_json(o: core.ObjectReport) -> dict[str, Any]:
@@ -296,6 +353,13 @@ def _error_json(e: loader.InputError) -> dict[str, Any]:
 
 def render_sarif(report: Report, *, cwd: str | None = None) -> str:
     """A SARIF 2.1.0 log with one run; results point at the manifest's document line."""
+    out = io.StringIO()
+    write_sarif(report, out, cwd=cwd)
+    return out.getvalue()
+
+
+def write_sarif(report: Report, stream: TextIO, *, cwd: str | None = None) -> None:
+    """:func:`render_sarif` written piece by piece (see :func:`write_json`)."""
     cwd = cwd or os.getcwd()
     checks = registry.all_checks()
     rule_index = {c.id: i for i, c in enumerate(checks)}
@@ -308,19 +372,19 @@ def render_sarif(report: Report, *, cwd: str | None = None) -> str:
     uri = information_uri()
     if uri:
         driver["informationUri"] = uri
-    results = [
+    results = _Lazy(
         _result(o, af, rule_index=rule_index, cwd=cwd)
         for o in report.result.objects
         for af in o.findings
-    ]
-    notifications = [
+    )
+    notifications = _Lazy(
         {
             "level": "error",
             "message": {"text": f"{e.where()}: {e.message}"},
             "locations": [{"physicalLocation": _physical(e.source, e.line, cwd=cwd)}],
         }
         for e in report.result.errors
-    ]
+    )
     invocation: dict[str, Any] = {
         "executionSuccessful": not report.result.errors,
         "toolExecutionNotifications": notifications,
@@ -333,7 +397,8 @@ def render_sarif(report: Report, *, cwd: str | None = None) -> str:
         "properties": {"summary": summary(report)},
     }
     log = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
-    return json.dumps(log, indent=2) + "\n"
+    _emit(stream.write, log, 0)
+    stream.write("\n")
 
 
 def information_uri() -> str | None:
