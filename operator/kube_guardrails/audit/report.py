@@ -17,9 +17,9 @@ import json
 import os
 import pathlib
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
-from typing import Any
+from typing import Any, TextIO
 
 from kube_guardrails import __version__
 from kube_guardrails.audit import core, loader
