@@ -133,15 +133,13 @@ class Auditor:
             return self._open(item.obj, doc=item, item=None, path="")
         except (RecursionError, MemoryError):
             # Bounded by the loader (depth, aliases); never let one document stop the run.
-            self.result.errors.append(
-                loader.InputError(
-                    source=item.source,
-                    index=item.index,
-                    line=item.line,
-                    message="too large or too deeply nested to check",
-                )
-            )
-            return None
+            message = "too large or too deeply nested to check"
+        except Exception as e:  # one document's surprise is its own error, not the run's
+            message = f"could not be checked (internal error: {type(e).__name__}: {e})"[:300]
+        self.result.errors.append(
+            loader.InputError(source=item.source, index=item.index, line=item.line, message=message)
+        )
+        return None
 
     def _open(
         self, obj: Any, *, doc: loader.Document, item: int | None, path: str
