@@ -437,3 +437,19 @@ def test_apply_defaults_leaves_explicit_values_alone() -> None:
 def test_openapi_schema_rejects_unknown_version() -> None:
     with pytest.raises(KeyError, match="v9"):
         schema.openapi_schema("v9")
+
+
+def test_a_string_over_max_length_is_not_run_through_its_pattern() -> None:
+    # The label-key pattern backtracks quadratically: 1 MB of "a." would take minutes.
+    # Over maxLength the length error alone is reported (and nothing hangs).
+    condition = {
+        "type": "a." * 500_000 + "!",
+        "status": "True",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+        "reason": "Reconciled",
+        "message": "m",
+    }
+    errors = schema.validate(policy({}, status={"conditions": [condition]}))
+    assert [(e.field, e.message) for e in errors] == [
+        ("status.conditions[0].type", "must be at most 316 characters long")
+    ]

@@ -102,7 +102,19 @@ def _validator() -> Any:
     checker = jsonschema.FormatChecker(formats=())
     checker.checks("date-time")(_is_date_time)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
-    return cls(schema, format_checker=checker)
+    original = cls.VALIDATORS["pattern"]
+
+    def bounded_pattern(validator: Any, pattern: Any, instance: Any, node: Any) -> Any:
+        # jsonschema runs every keyword: a string far over maxLength would still go
+        # through the pattern, and some patterns (label keys) backtrack quadratically on
+        # megabytes. Over the limit, the maxLength error alone says what is wrong.
+        limit = node.get("maxLength")
+        if isinstance(instance, str) and isinstance(limit, int) and len(instance) > limit:
+            return ()
+        return original(validator, pattern, instance, node)
+
+    bounded = jsonschema.validators.extend(cls, {"pattern": bounded_pattern})
+    return bounded(schema, format_checker=checker)
 
 
 def _is_date_time(value: object) -> bool:
