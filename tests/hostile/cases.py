@@ -451,7 +451,7 @@ CASES: list[Case] = [
         "cpu: '111...1x' (20k characters)",
         _slow_quantity,
         1,
-        stdout=("not a Kubernetes quantity", "privileged"),
+        stdout=("not a Kubernetes quantity", "(20003 characters)", "privileged"),
     ),
     Case(
         "slow-quantities-36k",
