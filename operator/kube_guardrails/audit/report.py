@@ -174,17 +174,18 @@ def render_table(report: Report, *, color: bool = False) -> str:
         lines.append(paint("bold", header))
         multi_policy = len({f.policy for f in obj.findings}) > 1 or len(report.policies) > 1
         check_w = max(len(f.finding.check) for f in obj.findings)
-        cont_w = max(len(f.finding.container or "-") for f in obj.findings)
+        cont_w = max(len(escape(f.finding.container or "-")) for f in obj.findings)
         pad = " " * (2 + 8 + 2 + check_w + 2 + cont_w + 2)
         for i, af in enumerate(obj.findings):
             f = af.finding
             sev = f.severity.label
             policy = f" [{af.policy}]" if multi_policy else ""
-            rest = (
-                f"{f.check.ljust(check_w)}  {(f.container or '-').ljust(cont_w)}  "
-                f"{f.message}{policy}"
+            container = escape(f.container or "-").ljust(cont_w)
+            rest = escape(f"{f.message}{policy}")
+            lines.append(
+                f"  {paint(sev, sev.upper().ljust(8))}  {escape(f.check.ljust(check_w))}  "
+                f"{container}  {rest}"
             )
-            lines.append(f"  {paint(sev, sev.upper().ljust(8))}  {escape(rest)}")
             lines.append(paint("dim", f"{pad}at {f.path}"))
             following = obj.findings[i + 1].finding if i + 1 < len(obj.findings) else None
             if following is None or (following.check, following.hint) != (f.check, f.hint):
