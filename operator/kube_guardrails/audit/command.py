@@ -136,8 +136,16 @@ def run(args: argparse.Namespace) -> int:
             stdout=sys.stdout,
             stderr=stderr,
         )
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except OSError:
+            if code != EXIT_ERROR:
+                raise
+            _silence_stdout()  # execute() already said the report could not be written
         return code
+    except KeyboardInterrupt:
+        _give_up(stderr, "interrupted")
+        return 130
     except OutputError as e:
         return _give_up(stderr, f"cannot write the report: {e}")
     except OSError as e:
@@ -156,7 +164,7 @@ class OutputError(Exception):
     """The report could not be written."""
 
 
-def _give_up(stderr: TextIO, message: str) -> int:
+def _silence_stdout() -> None:
     # Whatever is left in stdout's buffer would fail again at interpreter exit and print
     # a traceback-like "Exception ignored" note; point it at /dev/null instead.
     try:
@@ -165,6 +173,10 @@ def _give_up(stderr: TextIO, message: str) -> int:
             os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
+def _give_up(stderr: TextIO, message: str) -> int:
+    _silence_stdout()
     try:
         stderr.write(f"kube-guardrails audit: error: {message}\n")
         stderr.flush()
