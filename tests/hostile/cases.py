@@ -33,7 +33,7 @@ class Run:
 
     args: list[str]
     stdin: bytes | None = b""  # None: stdin closed
-    stdout: str = "pipe"  # pipe | closed | /dev/full
+    stdout: str = "pipe"  # pipe | closed | /dev/full | broken-pipe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,6 +308,12 @@ def _stdout_closed(d: pathlib.Path) -> Run:
     return Run([str(_write(d / "pod.yaml", PRIVILEGED_POD))], stdout="closed")
 
 
+def _stdout_broken_pipe(d: pathlib.Path) -> Run:
+    return Run(
+        ["--format", "json", str(_write(d / "pod.yaml", PRIVILEGED_POD))], stdout="broken-pipe"
+    )
+
+
 def _stdin_closed(d: pathlib.Path) -> Run:
     return Run(["-"], stdin=None)
 
@@ -529,6 +535,13 @@ CASES: list[Case] = [
     Case("stdout-full", "stdout is /dev/full", _stdout_full, 2, stderr=("cannot write",)),
     Case("stdout-closed", "stdout closed (>&-)", _stdout_closed, 2, stderr=("cannot write",)),
     Case(
+        "stdout-broken-pipe",
+        "stdout a pipe nobody reads (audit ... | head)",
+        _stdout_broken_pipe,
+        2,
+        stderr=("cannot write the report to standard output: Broken pipe",),
+    ),
+    Case(
         "stdin-closed",
         "stdin closed (<&-) with -",
         _stdin_closed,
@@ -654,8 +667,13 @@ def execute(
         env["PYTHONPATH"] = pythonpath
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         stdout_target: object = out
+        pipe_writer = None
         if run.stdout == "/dev/full":
             stdout_target = open("/dev/full", "wb")  # noqa: SIM115
+        elif run.stdout == "broken-pipe":
+            reader, pipe_writer = os.pipe()
+            os.close(reader)  # nobody will ever read: every write fails with EPIPE
+            stdout_target = pipe_writer
         elif run.stdout == "closed":
             stdout_target = subprocess.DEVNULL
         start = time.monotonic()
@@ -690,7 +708,9 @@ def execute(
             time.sleep(0.02)
         seconds = time.monotonic() - start
         proc.returncode = 0  # reaped by wait4 above; keep Popen from waiting again
-        if stdout_target not in (out, subprocess.DEVNULL):
+        if pipe_writer is not None:
+            os.close(pipe_writer)
+        elif stdout_target not in (out, subprocess.DEVNULL):
             stdout_target.close()  # type: ignore[attr-defined]
         code = TIMEOUT if status is None else os.waitstatus_to_exitcode(status)
         children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

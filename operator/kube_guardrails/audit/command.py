@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import errno
 import gc
 import os
 import sys
@@ -247,13 +248,14 @@ def execute(
             return fail(f"cannot write --output {args.output}: {e.strerror or e}")
     else:
         out_stream = stdout
+    sink: report.Writer = WholeWrites(out_stream) if out_stream is stdout else out_stream
     try:
         if args.format == "json":
-            report.write_json(rep, out_stream)
+            report.write_json(rep, sink)
         elif args.format == "sarif":
-            report.write_sarif(rep, out_stream)
+            report.write_sarif(rep, sink)
         else:
-            out_stream.write(report.render_table(rep, color=use_color(out_stream)))
+            sink.write(report.render_table(rep, color=use_color(out_stream)))
         out_stream.flush()
     except OSError as e:
         if out_stream is not stdout:
@@ -288,6 +290,33 @@ def execute(
     if result.errors:
         return EXIT_ERROR
     return EXIT_FINDINGS if rep.failed else EXIT_OK
+
+
+class WholeWrites:
+    """Writes to a text stream's binary buffer that go out whole or raise.
+
+    CPython's buffered writer returns a short count when a pipe's reader goes away in
+    the middle of a large write (``audit ... | head``), and the text layer ignores that
+    count: the report would be cut and the run exit as if it had been delivered. Here a
+    short write is retried, so the closed pipe surfaces as BrokenPipeError (exit 2).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._buffer: IO[bytes] | None = getattr(stream, "buffer", None)
+        self._encoding = getattr(stream, "encoding", None) or "utf-8"
+
+    def write(self, text: str, /) -> int:
+        if self._buffer is None:  # a plain text stream (StringIO in the tests)
+            return self._stream.write(text)
+        self._stream.flush()  # anything already written through the text layer first
+        view = memoryview(text.encode(self._encoding, "backslashreplace"))
+        while view:
+            n = self._buffer.write(view)
+            if not n:
+                raise OSError(errno.EIO, "the output accepted nothing")
+            view = view[n:]
+        return len(text)
 
 
 def _close_quietly(stream: TextIO) -> None:

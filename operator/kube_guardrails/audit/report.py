@@ -19,7 +19,7 @@ import pathlib
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 from kube_guardrails import __version__
 from kube_guardrails.audit import core, loader
@@ -250,7 +250,13 @@ def render_json(report: Report) -> str:
     return out.getvalue()
 
 
-def write_json(report: Report, stream: TextIO) -> None:
+class Writer(Protocol):
+    """Where a report goes: a text stream, or anything with ``write(str)``."""
+
+    def write(self, text: str, /) -> object: ...
+
+
+def write_json(report: Report, stream: Writer) -> None:
     """:func:`render_json` written piece by piece: one object's dict at a time in memory."""
     doc: dict[str, Any] = {
         "schemaVersion": JSON_SCHEMA_VERSION,
@@ -359,7 +365,7 @@ def render_sarif(report: Report, *, cwd: str | None = None) -> str:
     return out.getvalue()
 
 
-def write_sarif(report: Report, stream: TextIO, *, cwd: str | None = None) -> None:
+def write_sarif(report: Report, stream: Writer, *, cwd: str | None = None) -> None:
     """:func:`render_sarif` written piece by piece (see :func:`write_json`)."""
     cwd = cwd or os.getcwd()
     checks = registry.all_checks()
