@@ -212,7 +212,7 @@ def workload(rng: random.Random, n: int) -> dict[str, Any]:
 def generate(count: int, seed: int, *, size_mb: int = 0) -> None:
     """``count`` manifests, or with ``size_mb`` as many as make that many MiB."""
     marker = CORPUS / ".params"
-    params = f"{count} {seed} {size_mb}\n"
+    params = f"{0 if size_mb else count} {seed} {size_mb}\n"
     if marker.exists() and marker.read_text() == params:
         return
     shutil.rmtree(CORPUS, ignore_errors=True)
@@ -441,8 +441,12 @@ def _group_rss(pgid: int) -> int:
     return total
 
 
-def run_sampled(out: pathlib.Path, *, jobs: int) -> tuple[float, float, float]:
-    """(wall s, peak RSS MiB of one process (wait4), peak sum over the group MiB)."""
+def run_sampled(out: pathlib.Path, *, jobs: int) -> tuple[float, float, float, float]:
+    """(wall s, peak RSS MiB of one process (wait4), peak sum over the group MiB, CPU s).
+
+    CPU seconds (user + system of the CLI and its reaped workers) are reported too: on
+    a shared machine the wall time says more about the neighbours than about us.
+    """
     import threading
 
     cmd = [
@@ -469,7 +473,7 @@ def run_sampled(out: pathlib.Path, *, jobs: int) -> tuple[float, float, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"kube-guardrails audit exited {proc.returncode}")
-    return wall, usage.ru_maxrss / 1024, peak / 1024 / 1024
+    return wall, usage.ru_maxrss / 1024, peak / 1024 / 1024, usage.ru_utime + usage.ru_stime
 
 
 def memory_mode(files: list[pathlib.Path], *, repeat: int) -> int:
@@ -478,11 +482,13 @@ def memory_mode(files: list[pathlib.Path], *, repeat: int) -> int:
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench-audit-"))
     report = work / "kube-guardrails.json"
     runs = sorted(run_sampled(report, jobs=2) for _ in range(max(1, repeat)))
-    wall, one, group = runs[len(runs) // 2]
+    wall, one, group, cpu = runs[len(runs) // 2]
     print(
         f"\nkube-guardrails audit --jobs 2 on {size:.0f} MiB ({len(files)} manifests, "
         f"--level restricted --format json, median of {len(runs)}): {wall:.1f}s, "
-        f"{len(files) / wall:,.0f} manifests/s\n"
+        f"{len(files) / wall:,.0f} manifests/s; {cpu:.1f} CPU s, "
+        f"{len(files) / cpu:,.0f} manifests per CPU second "
+        f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)\n"
         f"  peak RSS: {one:.0f} MiB for the largest process ({one / size:.1f}x the input), "
         f"{group:.0f} MiB for the CLI and its workers together ({group / size:.1f}x); "
         f"report {report.stat().st_size / 1024 / 1024:.0f} MiB"
