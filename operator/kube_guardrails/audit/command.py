@@ -255,7 +255,7 @@ def execute(
         elif args.format == "sarif":
             report.write_sarif(rep, sink)
         else:
-            sink.write(report.render_table(rep, color=use_color(out_stream)))
+            report.write_table(rep, sink, color=use_color(out_stream))
         out_stream.flush()
     except OSError as e:
         if out_stream is not stdout:

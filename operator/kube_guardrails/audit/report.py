@@ -17,7 +17,7 @@ import json
 import os
 import pathlib
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from importlib import metadata
 from typing import Any, Protocol
 
@@ -161,17 +161,33 @@ def render_table(report: Report, *, color: bool = False) -> str:
 
     Every piece of input is escaped (:func:`escape`) before the colours are added.
     """
+    return "".join(line + "\n" for line in _table_lines(report, color=color))
+
+
+def write_table(report: Report, stream: Writer, *, color: bool = False) -> None:
+    """:func:`render_table` written in pieces of about 64 KB, never whole in memory."""
+    batch: list[str] = []
+    size = 0
+    for line in _table_lines(report, color=color):
+        batch.append(line)
+        size += len(line) + 1
+        if size >= 65536:
+            stream.write("\n".join(batch) + "\n")
+            batch, size = [], 0
+    if batch:
+        stream.write("\n".join(batch) + "\n")
+
+
+def _table_lines(report: Report, *, color: bool) -> Iterator[str]:
 
     def paint(style: str, text: str) -> str:
         text = escape(text)
         return f"{_STYLE[style]}{text}{_RESET}" if color else text
 
-    lines: list[str] = []
-    with_findings = [o for o in report.result.objects if o.findings]
-    for obj in with_findings:
+    for obj in (o for o in report.result.objects if o.findings):
         ref = obj.ref
         header = f"{ref.where} (line {ref.line})  {ref.title}"
-        lines.append(paint("bold", header))
+        yield paint("bold", header)
         multi_policy = len({f.policy for f in obj.findings}) > 1 or len(report.policies) > 1
         check_w = max(len(f.finding.check) for f in obj.findings)
         cont_w = max(len(escape(f.finding.container or "-")) for f in obj.findings)
@@ -182,25 +198,24 @@ def render_table(report: Report, *, color: bool = False) -> str:
             policy = f" [{af.policy}]" if multi_policy else ""
             container = escape(f.container or "-").ljust(cont_w)
             rest = escape(f"{f.message}{policy}")
-            lines.append(
+            yield (
                 f"  {paint(sev, sev.upper().ljust(8))}  {escape(f.check.ljust(check_w))}  "
                 f"{container}  {rest}"
             )
-            lines.append(paint("dim", f"{pad}at {f.path}"))
+            yield paint("dim", f"{pad}at {f.path}")
             following = obj.findings[i + 1].finding if i + 1 < len(obj.findings) else None
             if following is None or (following.check, following.hint) != (f.check, f.hint):
                 # One hint per run of findings of the same check: it is the same text.
-                lines.append(paint("dim", f"{pad}hint: {f.hint}"))
+                yield paint("dim", f"{pad}hint: {f.hint}")
         for pol, idx in obj.expired_exemptions:
-            lines.append(paint("dim", f"  note: exemption {idx} of policy {pol} has expired"))
-        lines.append("")
+            yield paint("dim", f"  note: exemption {idx} of policy {pol} has expired")
+        yield ""
     if report.result.errors:
-        lines.append(paint("error", "ERRORS (these inputs were not checked)"))
+        yield paint("error", "ERRORS (these inputs were not checked)")
         for e in report.result.errors:
-            lines.append(escape(f"  {e.where()}: {e.message}"))
-        lines.append("")
-    lines.extend(_summary_lines(report, paint))
-    return "\n".join(lines) + "\n"
+            yield escape(f"  {e.where()}: {e.message}")
+        yield ""
+    yield from _summary_lines(report, paint)
 
 
 def _summary_lines(report: Report, paint: Any) -> list[str]:
