@@ -127,6 +127,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     except k8s_client.ApiError as e:  # no usable kube config: retrying will not help
         raise kopf.PermanentError(str(e)) from None
     memo.api_client = api_client
+    # asyncio.to_thread (every API call of the workload side) uses the loop's default
+    # executor: min(32, cores + 4) threads would cap a burst of reviews at 6 requests in
+    # flight on a 2-core node.
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="api")
+    )
     memo.policies = policies.PolicyStore()
     memo.status = status.StatusBatcher(
         write=lambda name, patch: k8s_policies.patch_status(api_client, name=name, status=patch),

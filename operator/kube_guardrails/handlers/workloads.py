@@ -1,18 +1,17 @@
-"""Pod and Deployment watches: translate every change into a workload review.
+"""Pod and Deployment reviews: the workload service, its watches and its probe.
 
-Loaded by ``handlers.main`` when ``Settings.workloads`` is on. Pods and Deployments
-belong to other people, so only ``@kopf.on.event`` handlers watch them: kopf stores no
-state on them (no annotations of its own, no finalizers), and the only writes they ever
-get are the violation annotations of ``services.workloads``. No kopf daemons or timers
-on Pods either (those keep state on the object); the grace periods, eviction retries
-and exemption expiries run in one background task of our own, started here at
-start-up and stopped at clean-up.
+Loaded by ``handlers.main`` when ``Settings.workloads`` is on. Pods and Deployments are
+the high-cardinality kinds: they are not watched by kopf (an ``@kopf.index`` on Pods
+makes kopf's start-up quadratic and keeps a worker and a full body per object) but by
+the lean list+watch of ``k8s.watch``, one thread per kind, which hands compact
+projections to the service on the event loop. They belong to other people: the only
+writes they ever get are the violation annotations of ``services.workloads``.
 
-Namespaces, Pods and Deployments are indexed too (storing nothing in kopf's index):
-kopf runs no event handler before every index (namespaces, policies, workloads) is
-fully listed, so the first review already sees every namespace and policy (a restart
-never mistakes "not loaded yet" for "compliant"), and every workload is counted before
-the first ``status.violations`` write.
+The first review waits until every source is complete: each watched kind has been
+listed, and kopf's indexes (namespaces and policies) are filled, which kopf signals by
+running its first event handler (it runs none before every index is complete). So a
+restart never mistakes "not loaded yet" for "compliant", and every workload is counted
+before the first ``status.violations`` write.
 """
 
 from __future__ import annotations
@@ -26,10 +25,13 @@ import kopf
 
 from kube_guardrails import logs
 from kube_guardrails import settings as guardrails_settings
+from kube_guardrails.k8s import watch
 from kube_guardrails.k8s import workloads as k8s_workloads
 from kube_guardrails.services import enforcement, policies, status, workloads
 
 log = logs.get(__name__)
+
+NAMESPACES = "namespaces"
 
 
 def utcnow() -> datetime.datetime:
@@ -38,7 +40,7 @@ def utcnow() -> datetime.datetime:
 
 @kopf.on.startup(id="workloads-startup")
 async def start_workloads(memo: kopf.Memo, **_: Any) -> None:
-    """Build the workload service and start its background task (after the core's)."""
+    """Build the workload service, start its background task and its watches."""
     store: policies.PolicyStore | None = memo.get("policies")
     batcher: status.StatusBatcher | None = memo.get("status")
     config: guardrails_settings.Settings | None = memo.get("settings")
@@ -53,7 +55,7 @@ async def start_workloads(memo: kopf.Memo, **_: Any) -> None:
         status=batcher,
         operator_namespace=config.namespace,
         clock=utcnow,
-        wait_for_sync=True,
+        wait_for=(*(k.kind for k in watch.KINDS), NAMESPACES),
         enforcer=enforcement.Enforcer(
             gateway=gateway,
             clock=utcnow,
@@ -64,11 +66,28 @@ async def start_workloads(memo: kopf.Memo, **_: Any) -> None:
     memo.workloads = service
     store.subscribe(service.policy_changed)
     memo.workloads_task = asyncio.create_task(service.run(), name="workloads")
-    log.info("workloads-started", namespace=config.namespace)
+    loop = asyncio.get_running_loop()
+    watchers = [
+        watch.Watcher(
+            api_client=memo.api_client,
+            kind=kind,
+            loop=loop,
+            listed=service.listed,
+            changed=service.changed,
+        )
+        for kind in watch.KINDS
+    ]
+    for watcher in watchers:
+        watcher.start()
+    memo.watchers = watchers
+    log.info("workloads-started", namespace=config.namespace, kinds=[k.kind for k in watch.KINDS])
 
 
 @kopf.on.cleanup(id="workloads-cleanup")
 async def stop_workloads(memo: kopf.Memo, **_: Any) -> None:
+    watchers: list[watch.Watcher] = memo.get("watchers") or []
+    for watcher in watchers:
+        watcher.stop()
     task: asyncio.Task[None] | None = memo.get("workloads_task")
     if task is None:
         return
@@ -102,46 +121,13 @@ async def namespace_event(
     type: str, name: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any
 ) -> None:
     service: workloads.WorkloadService = memo.workloads
-    await service.synced()
+    # kopf calls event handlers only once every index is filled: namespaces and
+    # policies are complete now.
+    service.source_ready(NAMESPACES)
     if type == "DELETED":
         service.namespace_gone(name)
     else:
         service.namespace_seen(name, dict(labels))
-
-
-@kopf.index("", "v1", "pods", id="workloads-pods-index")
-async def pod_indexed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Pods and Deployments are indexed (storing nothing in kopf's index) only so that
-    kopf lists them all before any event handler runs: the service can then count every
-    workload before the first status write."""
-    service: workloads.WorkloadService = memo.workloads
-    service.prime(dict(body))
-
-
-@kopf.index("apps", "v1", "deployments", id="workloads-deployments-index")
-async def deployment_indexed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    service: workloads.WorkloadService = memo.workloads
-    service.prime(dict(body))
-
-
-async def _workload_event(type: str, body: kopf.Body, memo: kopf.Memo) -> None:
-    service: workloads.WorkloadService = memo.workloads
-    await service.synced()
-    raw = dict(body)  # a plain snapshot: the service keeps it as the last seen state
-    if type == "DELETED":
-        await service.forget(raw)
-    else:
-        await service.observe(raw)
-
-
-@kopf.on.event("", "v1", "pods", id="workloads-pods")
-async def pod_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _workload_event(type, body, memo)
-
-
-@kopf.on.event("apps", "v1", "deployments", id="workloads-deployments")
-async def deployment_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _workload_event(type, body, memo)
 
 
 @kopf.on.probe(id="workloads")
@@ -150,10 +136,14 @@ def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     service: workloads.WorkloadService | None = memo.get("workloads")
     if service is None:
         return {"started": False}
+    watchers: list[watch.Watcher] = memo.get("watchers") or []
     return {
         "started": True,
+        "synced": service.is_synced,
         "reviews": service.reviews,
         "annotationWrites": service.writes,
+        "objects": service.object_count,
+        "watchRestarts": sum(w.restarts for w in watchers),
         "evictions": service.enforcer.evictions,
         "evictionRefusals": service.enforcer.refusals,
         "evictionCandidates": len(service.enforcer.pending()),
