@@ -55,6 +55,8 @@ REASON_EXEMPTION_EXPIRED = "ExemptionExpired"
 # event queued before our patch can still arrive after it, and must not cause a second
 # write and a duplicate Event.
 WRITE_MEMORY = datetime.timedelta(seconds=60)
+# Resolution of the violations-since annotation (RFC 3339, whole seconds).
+SINCE_RESOLUTION = datetime.timedelta(seconds=1)
 # After a failed annotation write, look again this much later (the event loop is not
 # blocked meanwhile; a newer watch event retries sooner).
 RETRY_AFTER = datetime.timedelta(seconds=10)
@@ -353,7 +355,9 @@ class WorkloadService:
             batch = iter(sorted(self._dirty))
             self._dirty.clear()
             await asyncio.gather(*(self._review_from(batch) for _ in range(self._concurrency)))
-        self._first_pass = False
+        if self._first_pass:
+            self._first_pass = False
+            log.info("workloads-reviewed", objects=len(self._objects), writes=self.writes)
         self._flush_status()
         next_enforcement = await self.enforcer.run_due()
         candidates = [t for t in (next_expiry, next_enforcement, *self._retry.values()) if t]
@@ -438,10 +442,23 @@ class WorkloadService:
         meta = body.get("metadata") or {}
         uid = str(meta.get("uid") or "")
         annotations = meta.get("annotations") or {}
+        written = self._written.get(key)
         recorded = violations.annotation_fingerprint(annotations)
         since = violations.parse_since(annotations)
+        # The annotation has 1 s resolution (truncated): the violation may have begun up
+        # to 1 s after the recorded second, so the grace period counts from the end of
+        # that second unless we hold the exact time we wrote.
+        exact_since = (
+            written.since
+            if written is not None
+            and written.uid == uid
+            and written.since is not None
+            and since is not None
+            and violations.format_time(written.since) == violations.format_time(since)
+            else None
+        )
+        grace_from = exact_since or (since + SINCE_RESOLUTION if since is not None else None)
         desired = violations.fingerprint(items) if items else None
-        written = self._written.get(key)
         trusted = (
             written is not None
             and written.uid == uid
@@ -476,10 +493,10 @@ class WorkloadService:
 
         if recorded != desired or since is None:
             if trusted and written is not None and written.since is not None:
-                since = written.since
+                since = grace_from = written.since
             else:
                 changed = recorded != desired
-                since = now
+                since = grace_from = now
                 values: dict[str, str | None] = {
                     violations.ANNOTATION_VIOLATIONS: violations.render(items),
                     violations.ANNOTATION_SINCE: violations.format_time(now),
@@ -508,14 +525,14 @@ class WorkloadService:
                         name=key[2],
                         violations=violations.render(items),
                     )
-        if key[0] == "Pod" and any(item.enforced for item in items) and since is not None:
+        if key[0] == "Pod" and any(item.enforced for item in items) and grace_from is not None:
             self.enforcer.track(
                 key,
                 enforcement.Subject(
                     pod=self._objects.get(key, body),
                     findings=verdict.findings,
                     policies=tuple(matched),
-                    since=since,
+                    since=grace_from,
                 ),
             )
             self._poke()  # the background task may be asleep until much later
