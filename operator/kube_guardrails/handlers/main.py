@@ -29,6 +29,7 @@ import kopf
 
 from kube_guardrails import logs
 from kube_guardrails import settings as guardrails_settings
+from kube_guardrails.handlers import health
 from kube_guardrails.k8s import client as k8s_client
 from kube_guardrails.k8s import hardening as k8s_hardening
 from kube_guardrails.k8s import policies as k8s_policies
@@ -63,11 +64,12 @@ def run(config: guardrails_settings.Settings) -> int:
         workloads=config.workloads,
         resync_seconds=config.resync_seconds,
     )
+    # The health endpoint is ours (handlers.health), not kopf's: kopf caches probe
+    # results for 10 s, so "synced" showed up that much late.
     kopf.run(
         clusterwide=True,
         standalone=True,
-        liveness_endpoint=config.liveness or None,
-        memo=kopf.Memo(settings=config),
+        memo=kopf.Memo(settings=config, serve_health=bool(config.liveness)),
     )
     return 0
 
@@ -176,6 +178,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             name="status-counts",
         ),
     ]
+    if memo.get("serve_health"):
+        memo.health = health.HealthServer(endpoint=config.liveness, report=lambda: report(memo))
+        await memo.health.start()
     log.info("operator-started", namespace=config.namespace, workers=RECONCILE_WORKERS)
 
 
@@ -192,9 +197,17 @@ def ensure_started(memo: kopf.Memo) -> None:
         log.info("caches-synced", namespaces=len(memo.inventory.namespace_names()))
 
 
-@kopf.on.probe(id="hardening")
-def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
-    """Shown by the liveness endpoint: is the operator caught up with the cluster?"""
+def report(memo: kopf.Memo) -> dict[str, Any]:
+    """The health endpoint's body: one entry per component (as kopf's probes had)."""
+    out = {"hardening": probe(memo)}
+    workloads_probe = memo.get("workloads_probe")
+    if callable(workloads_probe):
+        out["workloads"] = workloads_probe(memo)
+    return out
+
+
+def probe(memo: kopf.Memo) -> dict[str, Any]:
+    """Is the hardening side caught up with the cluster?"""
     queue: workqueue.WorkQueue[str] | None = memo.get("queue")
     batcher: status.StatusBatcher | None = memo.get("status")
     service: hardening.HardeningService | None = memo.get("hardening")
@@ -220,6 +233,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+    server: health.HealthServer | None = memo.get("health")
+    if server is not None:
+        await server.stop()
     batcher: status.StatusBatcher | None = memo.get("status")
     if batcher is not None:
         with contextlib.suppress(Exception):

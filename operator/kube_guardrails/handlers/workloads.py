@@ -64,6 +64,7 @@ async def start_workloads(memo: kopf.Memo, **_: Any) -> None:
         ),
     )
     memo.workloads = service
+    memo.workloads_probe = probe
     store.subscribe(service.policy_changed)
     memo.workloads_task = asyncio.create_task(service.run(), name="workloads")
     loop = asyncio.get_running_loop()
@@ -130,9 +131,8 @@ async def namespace_event(
         service.namespace_seen(name, dict(labels))
 
 
-@kopf.on.probe(id="workloads")
-def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
-    """Shown by the liveness endpoint: how much the workload side has done."""
+def probe(memo: kopf.Memo) -> dict[str, Any]:
+    """Shown by the health endpoint: how much the workload side has done."""
     service: workloads.WorkloadService | None = memo.get("workloads")
     if service is None:
         return {"started": False}
