@@ -80,3 +80,26 @@ class Gateway:
         events.post_event(
             self._api, regarding=regarding, type=type, reason=reason, message=message, action=action
         )
+
+    def post_event_once(
+        self,
+        *,
+        name: str,
+        regarding: Mapping[str, Any],
+        type: Literal["Normal", "Warning"],
+        reason: str,
+        message: str,
+        action: str,
+    ) -> None:
+        events.post_event_once(
+            self._api,
+            name=name,
+            regarding=regarding,
+            type=type,
+            reason=reason,
+            message=message,
+            action=action,
+        )
+
+    def event_exists(self, *, regarding: Mapping[str, Any], name: str) -> bool:
+        return events.event_exists(self._api, namespace=regarding.get("namespace"), name=name)
