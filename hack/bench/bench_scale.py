@@ -80,7 +80,8 @@ def machine() -> str:
                 model = line.split(":", 1)[1].strip()
                 break
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{platform.node()}: {os.cpu_count()} cores, {model}, load {load}, Python {platform.python_version()}"
+    python = platform.python_version()
+    return f"{platform.node()}: {os.cpu_count()} cores, {model}, load {load}, Python {python}"
 
 
 def kubectl(*args: str, input: str | None = None) -> str:
@@ -240,7 +241,8 @@ class AuditTail:
         for e in self.entries():
             if e.get("verb") in ("create", "update", "patch", "delete"):
                 ref = e.get("objectRef") or {}
-                key = f"{e['verb']} {ref.get('resource')}{'/' + ref['subresource'] if ref.get('subresource') else ''}"
+                sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
+                key = f"{e['verb']} {ref.get('resource')}{sub}"
                 counts[key] = counts.get(key, 0) + 1
         return counts
 
@@ -475,7 +477,8 @@ def report(rows: list[dict[str, Any]]) -> None:
         )
         print(
             f"| {r['pods']:,} | {r['violating']:,} | {fmt(r.get('annotated_s'), ' s')} "
-            f"({r.get('annotated')}) | {fmt(r.get('synced_s'), ' s')} / {fmt(r.get('reviewed_s'), ' s')} "
+            f"({r.get('annotated')}) | {fmt(r.get('synced_s'), ' s')} / "
+            f"{fmt(r.get('reviewed_s'), ' s')} "
             f"| {fmt(r.get('peak_rss_mib'), ' MiB', 0)} | {fmt(r.get('cpu_s'), ' s')} "
             f"| {sum(r.get('restart_writes', {}).values())} {r.get('restart_writes') or ''} "
             f"| {fmt(r.get('restart_synced_s'), ' s')} / {fmt(r.get('restart_reviewed_s'), ' s')} "
