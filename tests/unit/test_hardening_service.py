@@ -31,6 +31,7 @@ class FakeGateway:
     namespaces: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     version: int = 100
     named_events: set[str] = dataclasses.field(default_factory=set)
+    lists: int = 0
 
     def _error(self, verb: str, kind: builders.Kind) -> None:
         status_code = self.fail.pop((verb, kind.kind), None)
@@ -117,8 +118,9 @@ class FakeGateway:
         self.named_events.add(name)
         self.events.append((type, reason, str(regarding["name"])))
 
-    def event_exists(self, *, regarding: Mapping[str, Any], name: str) -> bool:
-        return name in self.named_events
+    def event_names(self, *, reason: str) -> set[str]:
+        self.lists += 1
+        return set(self.named_events)
 
 
 def _merge(base: Any, patch: Any) -> Any:

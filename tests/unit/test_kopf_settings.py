@@ -17,6 +17,14 @@ class _Service:
         self.is_synced = synced
 
 
+class _Runtime:
+    """The two attributes of ``handlers.runtime.Runtime`` the filters read."""
+
+    def __init__(self, *, queue: _Queue | None = None, workloads: _Service | None = None) -> None:
+        self.queue = queue
+        self.workloads = workloads
+
+
 def test_no_diff_base_is_computed_or_stored() -> None:
     settings = kopf.OperatorSettings()
     main.configure_kopf(settings)
@@ -31,7 +39,8 @@ def test_no_diff_base_is_computed_or_stored() -> None:
 
 
 def test_event_handlers_run_for_deletions_and_until_started() -> None:
-    started, waiting = kopf.Memo(queue=_Queue(True)), kopf.Memo(queue=_Queue(False))
+    started = kopf.Memo(runtime=_Runtime(queue=_Queue(True)))
+    waiting = kopf.Memo(runtime=_Runtime(queue=_Queue(False)))
     flt = namespaces._deletion_or_first
     assert flt(type="DELETED", memo=started)
     assert not flt(type="ADDED", memo=started)
@@ -43,7 +52,8 @@ def test_event_handlers_run_for_deletions_and_until_started() -> None:
 
 
 def test_workload_namespace_events_run_for_deletions_and_until_synced() -> None:
-    synced, waiting = kopf.Memo(workloads=_Service(True)), kopf.Memo(workloads=_Service(False))
+    synced = kopf.Memo(runtime=_Runtime(workloads=_Service(True)))
+    waiting = kopf.Memo(runtime=_Runtime(workloads=_Service(False)))
     flt = workloads._deletion_or_unsynced
     assert flt(type="DELETED", memo=synced)
     assert not flt(type="ADDED", memo=synced)

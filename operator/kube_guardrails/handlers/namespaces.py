@@ -23,8 +23,7 @@ from typing import Any
 import kopf
 
 from kube_guardrails import builders
-from kube_guardrails.handlers import main
-from kube_guardrails.services import hardening, workqueue
+from kube_guardrails.handlers import main, runtime
 
 
 def _deletion_or_first(type: str | None, memo: kopf.Memo, **_: Any) -> bool:
@@ -35,26 +34,24 @@ def _deletion_or_first(type: str | None, memo: kopf.Memo, **_: Any) -> bool:
     """
     if type == "DELETED":
         return True
-    queue: workqueue.WorkQueue[str] | None = memo.get("queue")
-    return queue is None or not queue.started
+    built: runtime.Runtime | None = memo.get("runtime")
+    return built is None or not built.queue.started
 
 
 @kopf.index("", "v1", "namespaces", id="namespaces-index")
 async def namespace_indexed(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    inventory: hardening.Inventory = memo.inventory
-    if inventory.update_namespace(body):
-        queue: workqueue.WorkQueue[str] = memo.queue
-        queue.add(name)
+    built: runtime.Runtime = memo.runtime
+    if built.inventory.update_namespace(body):
+        built.queue.add(name)
 
 
 @kopf.on.event("", "v1", "namespaces", id="namespaces-event", when=_deletion_or_first)
 async def namespace_event(type: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     main.ensure_started(memo)
     if type == "DELETED":
-        inventory: hardening.Inventory = memo.inventory
-        inventory.remove_namespace(name)
-        queue: workqueue.WorkQueue[str] = memo.queue
-        queue.add(name)
+        built: runtime.Runtime = memo.runtime
+        built.inventory.remove_namespace(name)
+        built.queue.add(name)
 
 
 def _register(kind: builders.Kind) -> None:
@@ -71,10 +68,9 @@ def _register(kind: builders.Kind) -> None:
     async def object_indexed(
         namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
     ) -> None:
-        inventory: hardening.Inventory = memo.inventory
-        if namespace and inventory.put_object(kind, body, watched=True):
-            queue: workqueue.WorkQueue[str] = memo.queue
-            queue.add(namespace)
+        built: runtime.Runtime = memo.runtime
+        if namespace and built.inventory.put_object(kind, body, watched=True):
+            built.queue.add(namespace)
 
     @kopf.on.event(
         group,
@@ -88,10 +84,9 @@ def _register(kind: builders.Kind) -> None:
     async def object_event(type: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
         main.ensure_started(memo)
         if type == "DELETED" and namespace:
-            inventory: hardening.Inventory = memo.inventory
-            inventory.remove_object(kind, namespace)
-            queue: workqueue.WorkQueue[str] = memo.queue
-            queue.add(namespace)
+            built: runtime.Runtime = memo.runtime
+            built.inventory.remove_object(kind, namespace)
+            built.queue.add(namespace)
 
 
 for _kind in builders.MANAGED_KINDS:

@@ -170,8 +170,19 @@ def post_event_once(
             raise
 
 
-def event_exists(
-    api_client: kubernetes.client.ApiClient, *, namespace: str | None, name: str
-) -> bool:
-    """Is the Event with this fixed name there (a read: no write on a restart)?"""
-    return client.get_or_none(api_client, event_path(namespace=namespace, name=name)) is not None
+def event_names(api_client: kubernetes.client.ApiClient, *, reason: str) -> set[str]:
+    """Names of our Events with this reason about cluster-scoped objects (one LIST)."""
+    found = client.request(
+        api_client,
+        "GET",
+        event_path(namespace=None),
+        query={
+            "fieldSelector": f"reason={reason}",
+            "labelSelector": f"app.kubernetes.io/managed-by={MANAGED_BY_VALUE}",
+        },
+    )
+    return {
+        str((item.get("metadata") or {}).get("name"))
+        for item in found.get("items") or ()
+        if isinstance(item, dict)
+    }

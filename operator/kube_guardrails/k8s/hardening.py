@@ -101,5 +101,5 @@ class Gateway:
             action=action,
         )
 
-    def event_exists(self, *, regarding: Mapping[str, Any], name: str) -> bool:
-        return events.event_exists(self._api, namespace=regarding.get("namespace"), name=name)
+    def event_names(self, *, reason: str) -> set[str]:
+        return events.event_names(self._api, reason=reason)

@@ -99,7 +99,8 @@ class Gateway(Protocol):
     ) -> None:
         """Post under a fixed name; an existing one (409) is success; raises otherwise."""
 
-    def event_exists(self, *, regarding: Mapping[str, Any], name: str) -> bool: ...
+    def event_names(self, *, reason: str) -> set[str]:
+        """Names of our Events with this reason about namespaces (one LIST)."""
 
 
 def hardened_event_name(ns: NamespaceInfo, policy: str) -> str:
@@ -361,6 +362,8 @@ class HardeningService:
         self._owed: dict[str, str] = {}
         # Namespaces this process has looked at once (the after-restart check is done).
         self._looked_at: set[str] = set()
+        # Names of NamespaceHardened Events found at the after-restart check (listed once).
+        self._posted_before: set[str] | None = None
         self._executor = executor
         self._inventory = inventory
         self._policies = policies
@@ -510,9 +513,13 @@ class HardeningService:
             newest = when if newest is None or when > newest else newest
         if newest is None or self._wall_clock() - newest > ANNOUNCE_CHECK_WINDOW:
             return
-        if not self._gateway.event_exists(
-            regarding=ns.reference(), name=hardened_event_name(ns, policy)
-        ):
+        with self._lock:
+            posted = self._posted_before
+        if posted is None:  # one LIST for every namespace of the first pass, not a GET each
+            posted = self._gateway.event_names(reason=REASON_HARDENED)
+            with self._lock:
+                self._posted_before = posted
+        if hardened_event_name(ns, policy) not in posted:
             log.info("namespace-hardened-event-owed", namespace=ns.name, policy=policy)
             with self._lock:
                 self._owed[ns.name] = policy
