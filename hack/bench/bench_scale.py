@@ -404,7 +404,8 @@ def measure(
     namespaces = size // PODS_PER_NAMESPACE
     grown = grow(kube, namespaces=namespaces, workers=args.workers)
     total_pods = sum(1 for _ in kube.list(kube_api.pods(None), labels=f"{LABEL}=1"))
-    policy = f"bench-scale-{size}"
+    # A new policy name every run: every violating Pod needs its annotation and Event.
+    policy = f"bench-scale-{size}-{int(time.time()) % 100000}"
     apply_policy(kube, policy)
     expected = violating_in(namespaces)
     time.sleep(2)  # the policy is in etcd; let the API server settle after the burst

@@ -107,7 +107,7 @@ EXPECTED_RULES = {
     ("", "pods"): {"get", "list", "watch", "patch"},
     ("", "pods/eviction"): {"create"},
     ("apps", "deployments"): {"get", "list", "watch", "patch"},
-    ("", "events"): {"create"},
+    ("", "events"): {"create", "list"},
 }
 
 
