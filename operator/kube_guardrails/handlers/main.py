@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import os
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,15 +31,13 @@ from kube_guardrails.k8s import client as k8s_client
 log = logs.get(__name__)
 
 HANDLER_MODULES = ("kube_guardrails.handlers.policies", "kube_guardrails.handlers.namespaces")
-WORKLOADS_MODULE = "kube_guardrails.handlers.workloads"
 
 
 def handler_modules(config: guardrails_settings.Settings) -> list[str]:
-    """The handler modules to load: workloads only if enabled and present."""
-    modules = list(HANDLER_MODULES)
-    if config.workloads and importlib.util.find_spec(WORKLOADS_MODULE) is not None:
-        modules.append(WORKLOADS_MODULE)
-    return modules
+    """The kopf handler modules to load (the same with or without workload reviews:
+    Pods and Deployments are watched by ``k8s.watch``, built by ``handlers.runtime``)."""
+    del config
+    return list(HANDLER_MODULES)
 
 
 def run(config: guardrails_settings.Settings) -> int:
@@ -117,11 +113,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         config = settings_from_env()
         memo.settings = config
     try:
-        built = runtime.build(
-            config,
-            # Reviews need the workload handlers (their namespace index) registered.
-            workloads_enabled=config.workloads and WORKLOADS_MODULE in sys.modules,
-        )
+        built = runtime.build(config, workloads_enabled=config.workloads)
     except k8s_client.ApiError as e:  # no usable kube config: retrying will not help
         raise kopf.PermanentError(str(e)) from None
     memo.runtime = built

@@ -1,5 +1,9 @@
 """Namespace and managed-object watches: translate every change into a reconcile.
 
+One index handler per namespace event feeds both caches that need namespaces: the
+hardening inventory and the workload service's namespace labels (one kopf handler call
+per event instead of two: kopf's per-event cost is what bounds a burst of namespaces).
+
 Index handlers fill the hardening inventory and queue the namespace when something
 hardening depends on changed (a new namespace, new labels, an edited managed object;
 not the echo of our own write). kopf runs the event handlers only once every indexed
@@ -43,6 +47,8 @@ async def namespace_indexed(name: str, body: kopf.Body, memo: kopf.Memo, **_: An
     built: runtime.Runtime = memo.runtime
     if built.inventory.update_namespace(body):
         built.queue.add(name)
+    if built.workloads is not None:  # one handler for both caches: one kopf call per event
+        built.workloads.namespace_seen(name, dict(body.get("metadata", {}).get("labels") or {}))
 
 
 @kopf.on.event("", "v1", "namespaces", id="namespaces-event", when=_deletion_or_first)
@@ -52,6 +58,8 @@ async def namespace_event(type: str, name: str, memo: kopf.Memo, **_: Any) -> No
         built: runtime.Runtime = memo.runtime
         built.inventory.remove_namespace(name)
         built.queue.add(name)
+        if built.workloads is not None:
+            built.workloads.namespace_gone(name)
 
 
 def _register(kind: builders.Kind) -> None:

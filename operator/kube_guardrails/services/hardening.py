@@ -103,11 +103,13 @@ class Gateway(Protocol):
         """Names of our Events with this reason about namespaces (one LIST)."""
 
 
-def hardened_event_name(ns: NamespaceInfo, policy: str) -> str:
-    """The fixed name of a namespace's ``NamespaceHardened`` Event (one per namespace
-    uid and policy), so that posting it again after a failure or a restart cannot
-    duplicate it."""
-    digest = hashlib.sha256(f"{ns.uid}/{policy}".encode()).hexdigest()[:12]
+def hardened_event_name(ns: NamespaceInfo) -> str:
+    """The fixed name of a namespace's ``NamespaceHardened`` Event: one per namespace
+    (by uid), so that posting it again after a failure or a restart cannot duplicate it,
+    and a namespace taken over by another policy (patched, not created) is not announced
+    again after a restart. (A namespace hardened a second time within the Events' TTL,
+    after its policy went away and came back, is therefore not announced twice.)"""
+    digest = hashlib.sha256(ns.uid.encode()).hexdigest()[:12]
     return f"{ns.name}.hardened.{digest}"
 
 
@@ -474,7 +476,7 @@ class HardeningService:
             # queue retries the namespace (everything else is in place by then).
             result.events.append(REASON_HARDENED)
             self._gateway.post_event_once(
-                name=hardened_event_name(ns, policy.name),
+                name=hardened_event_name(ns),
                 regarding=ns.reference(),
                 type="Normal",
                 reason=REASON_HARDENED,
@@ -519,7 +521,7 @@ class HardeningService:
             posted = self._gateway.event_names(reason=REASON_HARDENED)
             with self._lock:
                 self._posted_before = posted
-        if hardened_event_name(ns, policy) not in posted:
+        if hardened_event_name(ns) not in posted:
             log.info("namespace-hardened-event-owed", namespace=ns.name, policy=policy)
             with self._lock:
                 self._owed[ns.name] = policy

@@ -1,6 +1,7 @@
 """Review Pods and Deployments against every policy that selects their namespace.
 
-The use case behind the Pod and Deployment watches (``handlers.workloads``):
+The use case behind the Pod and Deployment watches (``k8s.watch``, wired up by
+``handlers.runtime``):
 
 1. the policies that select the object's namespace (``planning.matching_policies``,
    with the namespace's labels from the namespace watch) review the object
