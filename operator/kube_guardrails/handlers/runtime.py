@@ -50,7 +50,7 @@ RECONCILE_WORKERS = 8
 WRITE_THREADS = 16
 # Threads behind asyncio.to_thread (every API call of the workload side): the default,
 # min(32, cores + 4), would cap a burst of reviews at 6 requests in flight on 2 cores.
-API_THREADS = 32
+API_THREADS = 64
 # The source name of kopf's indexes (namespaces, policies) in the workload service.
 NAMESPACES = "namespaces"
 

@@ -67,7 +67,7 @@ YIELD_EVERY = 100
 # Reviews in flight at once: a violating object's review waits on two API calls (the
 # annotation patch and the Event), so a burst of violations (a restart, a new policy)
 # is written in parallel; compliant objects never wait.
-REVIEW_CONCURRENCY = 32
+REVIEW_CONCURRENCY = 64
 
 
 class Gateway(enforcement.EvictionGateway, Protocol):
