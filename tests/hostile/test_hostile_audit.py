@@ -49,6 +49,8 @@ def test_hostile_input(case: cases.Case, tmp_path: pathlib.Path) -> None:
     assert not set(out.stderr) & (set(map(chr, range(32))) - {"\n"} | {"\x7f", "\u202e"}), shown
     if out.exit == 2:
         assert "error" in (out.stdout + out.stderr).lower(), shown
+        # A run that failed never tells a reader (or a CI log grep) that it passed.
+        assert "PASS" not in out.stdout, shown
     if case.stderr and out.exit == 2:
         # Exit 2 with a message of its own (not a report): one line, no traceback.
         assert len(out.stderr.strip().splitlines()) == 1, shown

@@ -240,6 +240,14 @@ def execute(
         fail_on=fail_on,
         include_excluded=args.include_excluded,
     )
+    if result.documents == 0 and not result.errors and not getattr(args, "allow_empty", False):
+        # "kustomize build | kube-guardrails audit -" with a failed build reads nothing:
+        # that must not pass, and
+        # no report (which would say PASS) is written.
+        return fail(
+            "no YAML document in the input (an empty file, directory or stdin); "
+            "--allow-empty accepts that"
+        )
     out_stream: TextIO
     if args.output:
         try:
@@ -275,13 +283,6 @@ def execute(
                 f"kube-guardrails audit: error: {report.escape(err.where())}: "
                 f"{report.escape(err.message)}\n"
             )
-    if result.documents == 0 and not result.errors and not getattr(args, "allow_empty", False):
-        # "kustomize build | kube-guardrails audit -" with a failed build reads nothing:
-        # that must not pass.
-        return fail(
-            "no YAML document in the input (an empty file, directory or stdin); "
-            "--allow-empty accepts that"
-        )
     if not result.objects and not result.errors:
         stderr.write(
             "kube-guardrails audit: warning: no Pods or workloads with a pod template "
