@@ -62,7 +62,6 @@ BACKOFF_MAX = 30.0
 
 # Annotations that never matter to a check and can be large.
 DROPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
-ANNOTATION_PREFIX = "kube-guardrails.io/"
 
 
 def _metadata(meta: Mapping[str, Any]) -> Body:
@@ -108,12 +107,6 @@ def _owner_references(meta: Mapping[str, Any]) -> list[Body]:
             ref["controller"] = True
         out.append(_shared(ref))
     return out
-
-
-def _own_annotations(meta: Mapping[str, Any]) -> Body:
-    """Only our own annotations (kube-guardrails.io/...)."""
-    annotations = meta.get("annotations") or {}
-    return {k: v for k, v in annotations.items() if k.startswith(ANNOTATION_PREFIX)}
 
 
 # Pod spec and container fields no check reads: scheduling, DNS, service links, the
@@ -262,21 +255,21 @@ def _template(template: Mapping[str, Any]) -> Body:
 
 def _reference_only(obj: Mapping[str, Any], *, kind: str, api_version: str) -> Body:
     """A controller reviewed through its owner (a Deployment's ReplicaSet, a CronJob's
-    Job): kept only to find a Pod's top-level owner, so no template, no labels, no
-    annotations but ours (left from a time it stood alone, to be removed).
+    Job): kept only to find a Pod's top-level owner, so no template, labels or
+    annotations; it is never reviewed or written.
     """
     meta = obj.get("metadata") or {}
-    small: Body = {
-        "name": meta.get("name"),
-        "namespace": _shared(meta.get("namespace")),
-        "uid": meta.get("uid"),
-        "resourceVersion": meta.get("resourceVersion"),
-        "ownerReferences": _owner_references(meta),
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": _shared(meta.get("namespace")),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "ownerReferences": _owner_references(meta),
+        },
     }
-    annotations = _own_annotations(meta)
-    if annotations:
-        small["annotations"] = annotations
-    return {"apiVersion": api_version, "kind": kind, "metadata": small}
 
 
 def project_template_owner(kind: str, api_version: str) -> Projector:

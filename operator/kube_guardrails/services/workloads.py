@@ -466,7 +466,7 @@ class WorkloadService:
             return
         now = self._clock()
         if planning.reviewed_through_owner(body):
-            await self._clear_owned_controller(key, body, now)
+            self._clear_owned_controller(key)
             self.reviews += 1
             return
         evaluated = self._evaluate(key, body, now)
@@ -660,34 +660,16 @@ class WorkloadService:
 
     # ------------------------------------------------------------------ owners
 
-    async def _clear_owned_controller(
-        self, key: Key, body: Mapping[str, Any], now: datetime.datetime
-    ) -> None:
-        """A controller reviewed through its owner holds no verdict of its own.
+    def _clear_owned_controller(self, key: Key) -> None:
+        """A controller reviewed through its owner holds no verdict and is never written.
 
-        If it carries our annotation (written while it stood alone, before a Deployment
-        or CronJob adopted it), the annotation is removed, without an Event: the owner's
-        review speaks for it now.
+        Its annotations are left alone: the Deployment controller copies a Deployment's
+        annotations, ours included, to its ReplicaSets (removing the copy would start a
+        tug of war with it), and a Job created from a CronJob carries no annotation of
+        the CronJob's.
         """
         self._set_contribution(key, {})
         self._verdicts.pop(key, None)
-        annotations = (body.get("metadata") or {}).get("annotations") or {}
-        if not any(
-            k in annotations
-            for k in (violations.ANNOTATION_VIOLATIONS, violations.ANNOTATION_SINCE)
-        ):
-            return
-        written = self._written.get(key)
-        if written is not None and written.fingerprint is None and now - written.at < WRITE_MEMORY:
-            return  # removed already; this body predates our patch
-        await self._patch(
-            key,
-            body,
-            {violations.ANNOTATION_VIOLATIONS: None, violations.ANNOTATION_SINCE: None},
-            fingerprint=None,
-            since=None,
-            now=now,
-        )
 
     def _top_owner(
         self, key: Key, body: Mapping[str, Any], now: datetime.datetime, *, wait: bool
