@@ -54,52 +54,6 @@ def _name(obj: Mapping[str, Any]) -> str:
     return str(obj["metadata"]["name"])
 
 
-def _template(name: str, image: str, *, privileged: bool, restart: str | None = None) -> Obj:
-    spec = e2e_scenario.pod_spec(image, privileged=privileged)
-    if restart:
-        spec["restartPolicy"] = restart
-    return {"metadata": {"labels": {"app": name}}, "spec": spec}
-
-
-def controller(kind: str, namespace: str, name: str, image: str, *, privileged: bool) -> Obj:
-    """A controller of ``kind`` running one Pod (a CronJob: suspended, none)."""
-    selector = {"matchLabels": {"app": name}}
-    spec: dict[str, Any]
-    if kind in ("StatefulSet", "ReplicaSet", "Deployment"):
-        spec = {
-            "replicas": 1,
-            "selector": selector,
-            "template": _template(name, image, privileged=privileged),
-        }
-        if kind == "StatefulSet":
-            spec["serviceName"] = name
-    elif kind == "DaemonSet":
-        spec = {"selector": selector, "template": _template(name, image, privileged=privileged)}
-    elif kind == "Job":
-        spec = {
-            "backoffLimit": 0,
-            "template": _template(name, image, privileged=privileged, restart="Never"),
-        }
-    else:  # CronJob: suspended, so only the Job created below runs
-        spec = {
-            "schedule": "0 0 1 1 *",
-            "suspend": True,
-            "jobTemplate": {
-                "spec": {
-                    "backoffLimit": 0,
-                    "template": _template(name, image, privileged=privileged, restart="Never"),
-                }
-            },
-        }
-    api_version = "batch/v1" if kind in ("Job", "CronJob") else "apps/v1"
-    return {
-        "apiVersion": api_version,
-        "kind": kind,
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
-        "spec": spec,
-    }
-
-
 def job_from_cronjob(cronjob: Obj) -> Obj:
     """What ``kubectl create job --from=cronjob/NAME`` creates: the CronJob controls it."""
     meta = cronjob["metadata"]
@@ -162,7 +116,7 @@ def test_controller_violation_shows_in_describe_once(
     policy = scenario.workload_policy()
     ns = _name(scenario.namespace())
     name = kind.lower()
-    body = controller(kind, ns, name, scenario.env.settings.image, privileged=True)
+    body = e2e_scenario.controller(kind, ns, name, scenario.env.settings.image, privileged=True)
     top = scenario.create(PATHS[kind](ns), body)
     job = None
     if kind == "CronJob":
