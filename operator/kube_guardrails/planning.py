@@ -240,3 +240,36 @@ def review(
 
 
 _NONE: frozenset[tuple[str, int]] = frozenset()
+
+
+# --------------------------------------------------------------------------- owners
+
+# Controllers that are reviewed through the controller above them: a Deployment's
+# ReplicaSets and a CronJob's Jobs carry their owner's pod template, so reviewing them
+# too would only repeat the owner's verdict (issue 11: one Event per top-level owner).
+# A ReplicaSet or Job without such an owner is reviewed like any other controller.
+REVIEWED_THROUGH_OWNER: Mapping[str, str] = {"ReplicaSet": "Deployment", "Job": "CronJob"}
+
+
+def controller_ref(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ownerReference with ``controller: true`` (at most one per object), or None.
+
+    Only the managing controller counts: other ownerReferences (garbage-collection
+    links anyone may add) say nothing about where the pod template comes from.
+    """
+    refs = (body.get("metadata") or {}).get("ownerReferences")
+    if not isinstance(refs, list):
+        return None
+    for ref in refs:
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            return ref
+    return None
+
+
+def reviewed_through_owner(body: Mapping[str, Any]) -> bool:
+    """Is this controller reviewed through its own controller (not on its own)?"""
+    owner_kind = REVIEWED_THROUGH_OWNER.get(str(body.get("kind")))
+    if owner_kind is None:
+        return False
+    ref = controller_ref(body)
+    return ref is not None and ref.get("kind") == owner_kind

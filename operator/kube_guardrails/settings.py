@@ -38,7 +38,7 @@ class Settings:
     resync_seconds: float = 600.0
     #: Seconds over which policy status updates are batched into one write per policy.
     status_interval_seconds: float = 5.0
-    #: Watch and check Pods and Deployments (turn off to run hardening only).
+    #: Watch and check Pods and pod controllers (turn off to run hardening only).
     workloads: bool = True
     #: Seconds before retrying an eviction a PodDisruptionBudget refused (429); doubles on
     #: each refusal, capped at 300 s. The Pod is never deleted directly.
@@ -57,7 +57,7 @@ _FIELDS: dict[str, tuple[str, str]] = {
         "--status-interval-seconds",
         "seconds over which policy status writes are batched",
     ),
-    "workloads": ("--workloads", "check Pods and Deployments: true or false"),
+    "workloads": ("--workloads", "check Pods and pod controllers: true or false"),
     "eviction_backoff_seconds": (
         "--eviction-backoff-seconds",
         "seconds before retrying an eviction a PodDisruptionBudget refused (doubles, max 300)",

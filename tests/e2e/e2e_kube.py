@@ -310,6 +310,22 @@ def daemonsets(namespace: str | None, name: str | None = None) -> str:
     return grouped("apps/v1", namespace, "daemonsets", name)
 
 
+def statefulsets(namespace: str | None, name: str | None = None) -> str:
+    return grouped("apps/v1", namespace, "statefulsets", name)
+
+
+def replicasets(namespace: str | None, name: str | None = None) -> str:
+    return grouped("apps/v1", namespace, "replicasets", name)
+
+
+def jobs(namespace: str | None, name: str | None = None) -> str:
+    return grouped("batch/v1", namespace, "jobs", name)
+
+
+def cronjobs(namespace: str | None, name: str | None = None) -> str:
+    return grouped("batch/v1", namespace, "cronjobs", name)
+
+
 def pod_disruption_budgets(namespace: str | None, name: str | None = None) -> str:
     return grouped("policy/v1", namespace, "poddisruptionbudgets", name)
 

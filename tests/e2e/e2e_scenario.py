@@ -355,6 +355,10 @@ def self_path(obj: Mapping[str, Any]) -> str:
         "Pod": kube_api.pods,
         "Deployment": kube_api.deployments,
         "DaemonSet": kube_api.daemonsets,
+        "StatefulSet": kube_api.statefulsets,
+        "ReplicaSet": kube_api.replicasets,
+        "Job": kube_api.jobs,
+        "CronJob": kube_api.cronjobs,
         "NetworkPolicy": kube_api.network_policies,
         "LimitRange": kube_api.limit_ranges,
         "ResourceQuota": kube_api.resource_quotas,
@@ -458,6 +462,63 @@ def daemonset(namespace: str, name: str, image: str, *, privileged: bool = False
                 "spec": pod_spec(image, privileged=privileged),
             },
         },
+    }
+
+
+def _template(name: str, image: str, *, privileged: bool, restart: str | None = None) -> Obj:
+    spec = pod_spec(image, privileged=privileged)
+    if restart:
+        spec["restartPolicy"] = restart
+    return {"metadata": {"labels": {"app": name}}, "spec": spec}
+
+
+def controller(
+    kind: str,
+    namespace: str,
+    name: str,
+    image: str,
+    *,
+    privileged: bool = False,
+    replicas: int = 1,
+    suspend: bool = False,
+) -> Obj:
+    """A StatefulSet, ReplicaSet, Deployment (``replicas`` Pods), DaemonSet, Job (one Pod,
+    none when ``suspend``) or CronJob (always suspended: only Jobs made from it run)."""
+    selector = {"matchLabels": {"app": name}}
+    spec: dict[str, Any]
+    if kind in ("StatefulSet", "ReplicaSet", "Deployment"):
+        spec = {
+            "replicas": replicas,
+            "selector": selector,
+            "template": _template(name, image, privileged=privileged),
+        }
+        if kind == "StatefulSet":
+            spec["serviceName"] = name
+    elif kind == "DaemonSet":
+        spec = {"selector": selector, "template": _template(name, image, privileged=privileged)}
+    elif kind == "Job":
+        spec = {
+            "backoffLimit": 0,
+            "suspend": suspend,
+            "template": _template(name, image, privileged=privileged, restart="Never"),
+        }
+    else:
+        spec = {
+            "schedule": "0 0 1 1 *",
+            "suspend": True,
+            "jobTemplate": {
+                "spec": {
+                    "backoffLimit": 0,
+                    "template": _template(name, image, privileged=privileged, restart="Never"),
+                }
+            },
+        }
+    api_version = "batch/v1" if kind in ("Job", "CronJob") else "apps/v1"
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": spec,
     }
 
 

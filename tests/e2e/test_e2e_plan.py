@@ -6,9 +6,10 @@ workloads that got a violation annotation (and the checks in it), and the Pods t
 a ``GuardrailEviction`` Event (dry run, so nothing is really evicted). Needs the
 operator: run through ``hack/e2e.sh`` (e.g. ``hack/e2e.sh -k plan``).
 
-Only Pods and Deployments are compared for annotations: the kinds the operator reviews
-today. The plan also lists StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs
-(issue 11, item 4); when the operator reviews them too, add them to ``COMPARED``.
+Every kind the operator reviews is compared for annotations: Pods, Deployments and the
+other pod controllers (created without Pods: no replicas, suspended Job and CronJob, so
+the eviction comparison stays about the one standalone Pod). DaemonSets, which always
+run Pods, are left to ``test_e2e_controllers``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,15 @@ from kube_guardrails import builders, violations
 pytestmark = pytest.mark.e2e
 
 Scenario = e2e_scenario.Scenario
-COMPARED = ("Pod", "Deployment")
+COMPARED = ("Pod", "Deployment", "StatefulSet", "ReplicaSet", "Job", "CronJob")
+# A controller of each kind beyond Deployment, violating, running no Pod.
+CONTROLLERS = {"StatefulSet": "db", "ReplicaSet": "rs", "Job": "batch", "CronJob": "nightly"}
+PATHS = {
+    "StatefulSet": kube_api.statefulsets,
+    "ReplicaSet": kube_api.replicasets,
+    "Job": kube_api.jobs,
+    "CronJob": kube_api.cronjobs,
+}
 
 
 def _plan(scenario: Scenario, policy_file: pathlib.Path) -> dict[str, Any]:
@@ -67,6 +76,13 @@ def test_plan_matches_what_the_operator_does(scenario: Scenario, tmp_path: pathl
             kube_api.pods(other), e2e_scenario.pod(other, "elsewhere", image, privileged=True)
         ),
     }
+    for kind, cname in CONTROLLERS.items():
+        workloads[cname] = scenario.create(
+            PATHS[kind](selected),
+            e2e_scenario.controller(
+                kind, selected, cname, image, privileged=True, replicas=0, suspend=True
+            ),
+        )
     spec = {
         "mode": "Enforce",
         "workloads": {
@@ -110,7 +126,11 @@ def test_plan_matches_what_the_operator_does(scenario: Scenario, tmp_path: pathl
         for w in by_ns[selected]["workloads"]
         if w["kind"] in COMPARED
     }
-    assert set(planned_checks) == {("Pod", "priv"), ("Deployment", "web")}
+    assert set(planned_checks) == {
+        ("Pod", "priv"),
+        ("Deployment", "web"),
+        *((kind, cname) for kind, cname in CONTROLLERS.items()),
+    }
     for key in planned_checks:
         value = scenario.wait_annotated(workloads[key[1]])
         parsed = violations.parse(value)

@@ -67,6 +67,10 @@ RESOURCES: tuple[tuple[str, str, bool, frozenset[str]], ...] = (
     ("networking.k8s.io/v1/networkpolicies", "NetworkPolicy", True, frozenset()),
     ("apps/v1/deployments", "Deployment", True, frozenset({"status", "scale"})),
     ("apps/v1/replicasets", "ReplicaSet", True, frozenset({"status", "scale"})),
+    ("apps/v1/statefulsets", "StatefulSet", True, frozenset({"status", "scale"})),
+    ("apps/v1/daemonsets", "DaemonSet", True, frozenset({"status"})),
+    ("batch/v1/jobs", "Job", True, frozenset({"status"})),
+    ("batch/v1/cronjobs", "CronJob", True, frozenset({"status"})),
     ("policy/v1/poddisruptionbudgets", "PodDisruptionBudget", True, frozenset({"status"})),
 )
 CLUSTER_SCOPED = frozenset(path.rsplit("/", 1)[1] for path, _, ns, _ in RESOURCES if not ns)

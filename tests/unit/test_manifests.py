@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from kube_guardrails import OPERATOR_NAMESPACE, settings
+from kube_guardrails.k8s import watch
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
@@ -111,6 +112,11 @@ EXPECTED_RULES = {
     ("", "pods"): {"get", "list", "watch", "patch"},
     ("", "pods/eviction"): {"create"},
     ("apps", "deployments"): {"get", "list", "watch", "patch"},
+    ("apps", "statefulsets"): {"list", "watch", "patch"},
+    ("apps", "daemonsets"): {"list", "watch", "patch"},
+    ("apps", "replicasets"): {"list", "watch", "patch"},
+    ("batch", "jobs"): {"list", "watch", "patch"},
+    ("batch", "cronjobs"): {"list", "watch", "patch"},
     ("", "events"): {"create", "list"},
     ("admissionregistration.k8s.io", "validatingadmissionpolicies"): {
         "get",
@@ -152,6 +158,15 @@ def test_cluster_role_has_no_wildcards_and_no_secrets() -> None:
     resources = {resource for _, resource in granted()}
     assert not resources & {"secrets", "configmaps", "pods/exec", "serviceaccounts/token"}
     assert "delete" not in granted()[("", "pods")]  # Pods leave through the Eviction API
+
+
+def test_every_watched_workload_kind_may_be_listed_watched_and_annotated() -> None:
+    # The workload watches (k8s.watch.KINDS) list and watch each kind; the review patches
+    # the violations annotation. A kind added there without RBAC would fail only at runtime.
+    rules = granted()
+    for kind in watch.KINDS:
+        group = kind.api_version.rpartition("/")[0]
+        assert {"list", "watch", "patch"} <= rules[(group, kind.plural)], kind.kind
 
 
 def test_every_rule_is_explained_by_a_comment() -> None:

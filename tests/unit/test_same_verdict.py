@@ -1,12 +1,15 @@
 """The offline audit and the operator reach the same verdict on the same objects.
 
-Every Pod and Deployment of the bundled examples (plus a few objects that exercise
-exemptions, expiry and per-check overrides) goes through both paths:
+Every workload of the bundled examples, the violating Pods' specs wrapped in every pod
+controller kind the operator watches (StatefulSet, DaemonSet, ReplicaSet, Job, CronJob:
+``services.workloads.KINDS``), plus a few objects that exercise exemptions, expiry and
+per-check overrides, goes through both paths:
 
 * the audit path: ``audit.core.audit_documents`` over the parsed documents, as
   ``kube-guardrails audit`` runs it;
-* the operator path: ``services.workloads.WorkloadService.observe`` with a fake
-  gateway, as the Pod and Deployment watches run it.
+* the operator path: the watch's compact projection (``k8s.watch.KINDS``), then
+  ``services.workloads.WorkloadService.observe`` with a fake gateway, as the watches
+  run it.
 
 Findings must be identical (policy, action, check, container, path, message,
 severity, outcome), and the annotation the operator writes must be exactly what the
@@ -27,6 +30,7 @@ import workload_fakes as fakes
 from kube_guardrails import planning, violations
 from kube_guardrails.audit import core as audit_core
 from kube_guardrails.audit import loader
+from kube_guardrails.k8s import watch
 from kube_guardrails.model import policy as policy_model
 from kube_guardrails.services import policies, workloads
 
@@ -76,8 +80,43 @@ def policy_objects() -> dict[str, list[dict[str, Any]]]:
     }
 
 
+PROJECTIONS = {k.kind: k.project for k in watch.KINDS}
+CONTROLLERS = {
+    "StatefulSet": "apps/v1",
+    "DaemonSet": "apps/v1",
+    "ReplicaSet": "apps/v1",
+    "Job": "batch/v1",
+    "CronJob": "batch/v1",
+}
+
+
+def as_controller(pod: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """The Pod's spec and labels as the pod template of a controller of ``kind``."""
+    meta = pod["metadata"]
+    template = {
+        "metadata": {"labels": dict(meta.get("labels") or {"app": meta["name"]})},
+        "spec": copy.deepcopy(pod["spec"]),
+    }
+    if meta.get("annotations"):
+        template["metadata"]["annotations"] = dict(meta["annotations"])
+    if kind == "CronJob":
+        spec: dict[str, Any] = {
+            "schedule": "*/5 * * * *",
+            "jobTemplate": {"spec": {"template": template}},
+        }
+    else:
+        spec = {"template": template}
+    return {
+        "apiVersion": CONTROLLERS[kind],
+        "kind": kind,
+        "metadata": {"name": f"{meta['name']}-{kind.lower()}"},
+        "spec": spec,
+    }
+
+
 def workload_objects() -> list[dict[str, Any]]:
-    """Every Pod and Deployment of the examples, plus a few in a team namespace."""
+    """Every workload of the examples, violating Pods as every controller kind, plus a
+    few in a team namespace."""
     out: list[dict[str, Any]] = []
     files, errors = loader.expand([str(EXAMPLES / "workloads")])
     assert files and not errors
@@ -86,6 +125,12 @@ def workload_objects() -> list[dict[str, Any]]:
             assert isinstance(item, loader.Document), item
             docs = item.obj.get("items", []) if item.obj.get("kind") == "List" else [item.obj]
             out.extend(d for d in docs if d.get("kind") in workloads.KINDS)
+    pods = [o for o in out if o["kind"] == "Pod"]
+    for i, pod in enumerate(pods):
+        # Spread the violating Pods over the kinds, and give every kind a few.
+        for n, kind in enumerate(sorted(CONTROLLERS)):
+            if i < 3 or (i + n) % 3 == 0:
+                out.append(as_controller(pod, kind))
     team = []
     for obj in out[:6]:
         moved = copy.deepcopy(obj)
@@ -134,7 +179,8 @@ async def operator_verdicts(
     out = {}
     for obj in objects:
         service.namespace_seen(obj["metadata"]["namespace"], {})
-        await service.observe(gateway.put(obj))
+        # The operator sees what the watch keeps: the compact projection.
+        await service.observe(PROJECTIONS[obj["kind"]](gateway.put(obj)))
         key = workloads.key_of(obj)
         verdict = service.verdict(key)
         out[key] = comparable(verdict.findings if verdict else ())
@@ -159,6 +205,9 @@ async def test_audit_and_operator_agree(policy_set: str) -> None:
     operator, gateway = await operator_verdicts(objects, policy_objs)
 
     assert set(audit_findings) == set(operator)
+    assert {k[0] for k, v in operator.items() if v} == set(workloads.KINDS), (
+        "every reviewed kind must be covered, with violations"
+    )
     assert any(operator.values()), "the corpus must contain violations"
     assert any(not v for v in operator.values()), "and compliant workloads"
     for key, findings in audit_findings.items():

@@ -35,7 +35,7 @@ HANDLER_MODULES = ("kube_guardrails.handlers.policies", "kube_guardrails.handler
 
 def handler_modules(config: guardrails_settings.Settings) -> list[str]:
     """The kopf handler modules to load (the same with or without workload reviews:
-    Pods and Deployments are watched by ``k8s.watch``, built by ``handlers.runtime``)."""
+    Pods and pod controllers are watched by ``k8s.watch``, built by ``handlers.runtime``)."""
     del config
     return list(HANDLER_MODULES)
 

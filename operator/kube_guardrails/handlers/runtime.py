@@ -5,7 +5,7 @@ inventory, service and work queue, and (if enabled) the workload service with it
 watches; kopf's ``memo.runtime`` holds the result and every handler reads its
 dependencies from there. One cache per kind, shared by every service: namespaces and
 managed objects in the hardening :class:`~kube_guardrails.services.hardening.Inventory`
-(kopf indexes), Pods and Deployments in the workload service (``k8s.watch``), policies
+(kopf indexes), Pods and pod controllers in the workload service (``k8s.watch``), policies
 in the :class:`~kube_guardrails.services.policies.PolicyStore`.
 
 Start-up has two phases, kept apart on purpose:

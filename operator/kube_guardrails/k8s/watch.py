@@ -8,9 +8,10 @@ with many objects are watched here instead, the way client-go's reflector does i
 * the initial LIST is paginated (``limit`` / ``continue``), so neither the API server
   nor this process ever holds one huge response;
 * every object is reduced to a compact *projection* (:func:`project_pod`,
-  :func:`project_template_owner`) the moment it is decoded: only the fields the checks,
-  the annotation logic and the eviction exclusions read; never ``managedFields``,
-  never ``status`` beyond the Pod phase, never ``last-applied-configuration``;
+  :func:`project_template_owner`, :func:`project_cronjob`) the moment it is decoded:
+  only the fields the checks, the annotation logic, the owner lookup and the eviction
+  exclusions read; never ``managedFields``, never ``status`` beyond the Pod phase,
+  never ``last-applied-configuration``;
 * the WATCH starts at the list's ``resourceVersion`` with ``allowWatchBookmarks``, so a
   reconnect resumes where it left off; ``410 Gone`` (an expired resourceVersion) means a
   fresh LIST, delivered as a whole so that the consumer can drop what disappeared;
@@ -21,8 +22,10 @@ The blocking kubernetes client runs in one daemon thread per kind (the only thre
 the workload side); everything it sees is handed to the asyncio loop with
 ``call_soon_threadsafe``, so the consumer (``services.workloads``) is single-threaded.
 
-Adding a kind (StatefulSet, DaemonSet, ReplicaSet, Job, CronJob) is one row in
-:data:`KINDS` with its projection.
+Every kind is one row in :data:`KINDS` with its projection: Pods, Deployments,
+StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs. A Deployment's ReplicaSets
+and a CronJob's Jobs are kept as bare references (name, uid, owner), only to find a
+Pod's top-level owner.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from typing import Any
 
 import kubernetes.client
 
-from kube_guardrails import logs
+from kube_guardrails import logs, planning
 from kube_guardrails.k8s import client
 
 log = logs.get(__name__)
@@ -77,14 +80,32 @@ def _metadata(meta: Mapping[str, Any]) -> Body:
         kept = {k: v for k, v in annotations.items() if k not in DROPPED_ANNOTATIONS}
         if kept:
             out["annotations"] = kept
-    owners = meta.get("ownerReferences")
+    owners = _owner_references(meta)
     if owners:
-        # The owner's kind decides eviction exclusions (DaemonSet, static Pods).
-        out["ownerReferences"] = [
-            {"apiVersion": o.get("apiVersion"), "kind": o.get("kind"), "name": o.get("name")}
-            for o in owners
-            if isinstance(o, Mapping)
-        ]
+        out["ownerReferences"] = owners
+    return out
+
+
+def _owner_references(meta: Mapping[str, Any]) -> list[Body]:
+    """Owner references cut to what is read: kind and name (eviction exclusions of
+    DaemonSet Pods; the top-level owner of a Pod), uid (is the cached owner the one
+    referenced, not a namesake?) and the ``controller`` flag (only the managing
+    controller's template decides where a Pod's Event goes). Interned: every Pod of a
+    ReplicaSet repeats the same reference.
+    """
+    out: list[Body] = []
+    for o in meta.get("ownerReferences") or ():
+        if not isinstance(o, Mapping):
+            continue
+        ref: Body = {
+            "apiVersion": o.get("apiVersion"),
+            "kind": o.get("kind"),
+            "name": o.get("name"),
+            "uid": o.get("uid"),
+        }
+        if o.get("controller") is True:
+            ref["controller"] = True
+        out.append(_shared(ref))
     return out
 
 
@@ -223,26 +244,63 @@ def project_pod(obj: Mapping[str, Any]) -> Body:
     return out
 
 
+def _template(template: Mapping[str, Any]) -> Body:
+    tmeta = template.get("metadata") or {}
+    return {
+        # labels select exemptions; annotations carry AppArmor/seccomp (legacy)
+        "metadata": {k: tmeta[k] for k in ("labels", "annotations") if k in tmeta},
+        "spec": project_pod_spec(template.get("spec") or {}),
+    }
+
+
+def _reference_only(obj: Mapping[str, Any], *, kind: str, api_version: str) -> Body:
+    """A controller reviewed through its owner (a Deployment's ReplicaSet, a CronJob's
+    Job): kept only to find a Pod's top-level owner, so no template, labels or
+    annotations; it is never reviewed or written.
+    """
+    meta = obj.get("metadata") or {}
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": _shared(meta.get("namespace")),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "ownerReferences": _owner_references(meta),
+        },
+    }
+
+
 def project_template_owner(kind: str, api_version: str) -> Projector:
-    """A controller (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job): its pod template."""
+    """A controller with ``spec.template`` (Deployment, StatefulSet, DaemonSet,
+    ReplicaSet, Job): its pod template; no template when it is reviewed through its
+    owner (``planning.reviewed_through_owner``).
+    """
 
     def project(obj: Mapping[str, Any]) -> Body:
+        if planning.reviewed_through_owner({"kind": kind, "metadata": obj.get("metadata")}):
+            return _reference_only(obj, kind=kind, api_version=api_version)
         template = (obj.get("spec") or {}).get("template") or {}
-        tmeta = template.get("metadata") or {}
         return {
             "apiVersion": api_version,
             "kind": kind,
             "metadata": _metadata(obj.get("metadata") or {}),
-            "spec": {
-                "template": {
-                    # labels select exemptions; annotations carry AppArmor/seccomp (legacy)
-                    "metadata": {k: tmeta[k] for k in ("labels", "annotations") if k in tmeta},
-                    "spec": project_pod_spec(template.get("spec") or {}),
-                }
-            },
+            "spec": {"template": _template(template)},
         }
 
     return project
+
+
+def project_cronjob(obj: Mapping[str, Any]) -> Body:
+    """A CronJob: its pod template, at ``spec.jobTemplate.spec.template``."""
+    job_spec = ((obj.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": _metadata(obj.get("metadata") or {}),
+        "spec": {"jobTemplate": {"spec": {"template": _template(job_spec.get("template") or {})}}},
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,14 +317,24 @@ class Kind:
         return client.object_path(api_version=self.api_version, plural=self.plural, namespace=None)
 
 
+def _controller(kind: str, api_version: str, plural: str) -> Kind:
+    return Kind(kind, api_version, plural, project_template_owner(kind, api_version))
+
+
 POD = Kind("Pod", "v1", "pods", project_pod)
-DEPLOYMENT = Kind(
-    "Deployment", "apps/v1", "deployments", project_template_owner("Deployment", "apps/v1")
+DEPLOYMENT = _controller("Deployment", "apps/v1", "deployments")
+# The workload kinds the operator reviews: Pods and every built-in pod controller
+# (``services.workloads.KINDS``; each needs list/watch/patch in the ClusterRole).
+# ReplicationController is left out: deprecated in favour of Deployments.
+KINDS: tuple[Kind, ...] = (
+    POD,
+    DEPLOYMENT,
+    _controller("StatefulSet", "apps/v1", "statefulsets"),
+    _controller("DaemonSet", "apps/v1", "daemonsets"),
+    _controller("ReplicaSet", "apps/v1", "replicasets"),
+    _controller("Job", "batch/v1", "jobs"),
+    Kind("CronJob", "batch/v1", "cronjobs", project_cronjob),
 )
-# The workload kinds the operator reviews. A new controller kind is one row here (plus
-# its RBAC list/watch/patch): e.g. Kind("StatefulSet", "apps/v1", "statefulsets",
-# project_template_owner("StatefulSet", "apps/v1")).
-KINDS: tuple[Kind, ...] = (POD, DEPLOYMENT)
 
 
 class Expired(Exception):

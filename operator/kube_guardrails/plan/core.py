@@ -38,9 +38,6 @@ from kube_guardrails.checks import engine
 from kube_guardrails.model import policy as policy_model
 from kube_guardrails.model import selectors
 
-# Controllers whose own controller is reviewed instead (the operator reviews the
-# top-level object's template; DESIGN section 5 / issue 11 item 4).
-_REVIEWED_THROUGH_OWNER = {"ReplicaSet": "Deployment", "Job": "CronJob"}
 WORKLOAD_ORDER = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "CronJob", "Job", "Pod")
 
 
@@ -234,13 +231,9 @@ def effective_policies(
 
 def top_level(body: Mapping[str, Any]) -> bool:
     """Is the object reviewed on its own (not through a reviewed controller above it)?"""
-    kind = body.get("kind")
-    if kind == "Pod":
-        return True  # Pods carry their own verdict: enforcement needs it
-    owner_kind = _REVIEWED_THROUGH_OWNER.get(str(kind))
-    if owner_kind is None:
-        return True
-    return not any(ref.get("kind") == owner_kind for ref in _owners(body))
+    # The operator's rule (a ReplicaSet whose controller is a Deployment, a Job whose
+    # controller is a CronJob); Pods carry their own verdict: enforcement needs it.
+    return not planning.reviewed_through_owner(body)
 
 
 def compute(

@@ -1,23 +1,36 @@
-"""Review Pods and Deployments against every policy that selects their namespace.
+"""Review Pods and pod controllers against every policy that selects their namespace.
 
-The use case behind the Pod and Deployment watches (``k8s.watch``, wired up by
-``handlers.runtime``):
+The use case behind the workload watches (``k8s.watch``, wired up by
+``handlers.runtime``): Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs
+and CronJobs (:data:`KINDS`).
 
 1. the policies that select the object's namespace (``planning.matching_policies``,
    with the namespace's labels from the namespace watch) review the object
-   (``planning.review``): Deployments through their pod template, Pods directly;
+   (``planning.review``): controllers through their pod template, Pods directly. A
+   Deployment's ReplicaSets and a CronJob's Jobs are not reviewed
+   (``planning.reviewed_through_owner``): their owner is;
 2. the verdict is compared with what the object's own annotation records
    (``violations.annotation_fingerprint``). Only a different set is written: a merge
-   patch of two annotations and ONE Event (Warning ``GuardrailViolation`` with the
-   findings and hints, or Normal ``GuardrailCompliant`` when the last violation went).
-   A compliant object without our annotation gets no write at all, and a resync or a
-   restart that sees the same set writes nothing;
-3. per-policy counts are kept for ``status.violations`` (handed to the status batcher,
+   patch of two annotations and at most ONE Event (Warning ``GuardrailViolation`` with
+   the findings and hints, or Normal ``GuardrailCompliant`` when the last violation
+   went). A compliant object without our annotation gets no write at all, and a resync
+   or a restart that sees the same set writes nothing;
+3. one Event per top-level owner and change: a Pod managed by a reviewed controller
+   (through ``ownerReferences`` with ``controller: true``: Pod -> ReplicaSet ->
+   Deployment, Pod -> Job -> CronJob, Pod -> StatefulSet or DaemonSet) carries the
+   annotation (enforcement works on Pods) but its Events are its top-level owner's,
+   as long as the owner's own verdict covers the Pod's violations
+   (:meth:`WorkloadService._top_owner`, :meth:`WorkloadService._covered_by`). A Pod
+   that violates more than its owner's template (mutated after admission), a
+   standalone Pod, and a Pod whose owner is not a watched kind or not found get their
+   own Events. An owner not listed yet (the Pod's watch event came first) is waited
+   for, at most :data:`OWNER_WAIT`;
+4. per-policy counts are kept for ``status.violations`` (handed to the status batcher,
    which coalesces them into few writes). ``byCheck[c]`` counts the workloads (Pods
-   and Deployments) that fail check ``c``; ``total`` is the sum over checks;
-4. Pods with evictable violations go to the :class:`enforcement.Enforcer`.
+   and controllers, separately) that fail check ``c``; ``total`` is the sum over checks;
+5. Pods with evictable violations go to the :class:`enforcement.Enforcer`.
 
-The last seen Pods and Deployments are cached here, so a policy change, a namespace
+The last seen workloads are cached here (compact projections), so a policy change, a namespace
 relabel or an exemption's expiry re-evaluates exactly the affected objects without a
 LIST. All of that runs in one background task (:meth:`WorkloadService.run`), which
 also wakes at the next exemption expiry and at the enforcer's next due time.
@@ -48,7 +61,19 @@ log = logs.get(__name__)
 Key = enforcement.Key
 ObjectRef = enforcement.ObjectRef
 
-KINDS = ("Pod", "Deployment")
+# The kinds reviewed, with the API group their owner references must name (a "Job" of
+# another group is some operator's custom resource, not batch/v1 Job). The watches
+# (``k8s.watch.KINDS``) list exactly these.
+KIND_GROUPS: Mapping[str, str] = {
+    "Pod": "",
+    "Deployment": "apps",
+    "StatefulSet": "apps",
+    "DaemonSet": "apps",
+    "ReplicaSet": "apps",
+    "Job": "batch",
+    "CronJob": "batch",
+}
+KINDS = tuple(KIND_GROUPS)
 REASON_VIOLATION = "GuardrailViolation"
 REASON_COMPLIANT = "GuardrailCompliant"
 REASON_EXEMPTION_EXPIRED = "ExemptionExpired"
@@ -68,6 +93,13 @@ YIELD_EVERY = 100
 # annotation patch and the Event), so a burst of violations (a restart, a new policy)
 # is written in parallel; compliant objects never wait.
 REVIEW_CONCURRENCY = 64
+# How long a violating Pod waits for its controller to appear in the cache before it
+# gets its own Event. The controller is created before its Pods, but each kind has its
+# own watch stream, so a Pod's event can come first; the wait is a few milliseconds
+# normally and bounded when the owner never shows up (deleted meanwhile).
+OWNER_WAIT = datetime.timedelta(seconds=10)
+# Pod -> ReplicaSet -> Deployment, Pod -> Job -> CronJob: two links at most.
+MAX_OWNER_DEPTH = 2
 
 
 class Gateway(enforcement.EvictionGateway, Protocol):
@@ -102,6 +134,12 @@ class _Written:
 class _KeyLock:
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     users: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _OwnerWait:
+    owner: Key
+    since: datetime.datetime
 
 
 def key_of(body: Mapping[str, Any]) -> Key:
@@ -151,6 +189,12 @@ class WorkloadService:
         self._status_dirty: set[str] = set()
         # Exemptions already announced as expired: (policy, uid, index, expires).
         self._expired_reported: set[tuple[str, str, int, datetime.datetime]] = set()
+        # Violating Pods whose controller is not cached yet (transient), by Pod and by owner.
+        self._owner_wait: dict[Key, _OwnerWait] = {}
+        self._waiting_for_owner: dict[Key, set[Key]] = {}
+        # Owners' violation sets computed for their Pods' Event decision, within one
+        # pass of reviews (cleared after it): the body they were computed from, and items.
+        self._owner_items: dict[Key, tuple[Mapping[str, Any], tuple[violations.Item, ...]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending_sources = set(wait_for)
         self._synced = not self._pending_sources
@@ -163,11 +207,12 @@ class WorkloadService:
     # ------------------------------------------------------------------ watch inputs
 
     async def observe(self, body: Mapping[str, Any]) -> None:
-        """A Pod or Deployment was listed, added or modified: review it."""
+        """A workload was listed, added or modified: review it now."""
         if body.get("kind") not in KINDS:
             return
         key = key_of(body)
         self._objects[key] = body
+        self._owner_arrived(key)
         await self._review(key)
         self._flush_status()
 
@@ -183,6 +228,8 @@ class WorkloadService:
             self._drop(key, uid="")
         self._objects.update(fresh)
         self._dirty.update(fresh)
+        for key in fresh:
+            self._owner_arrived(key)
         self.source_ready(kind)
         self._poke()
 
@@ -196,9 +243,25 @@ class WorkloadService:
             self._drop(key, uid=str(meta.get("uid") or ""))
             self._flush_status()
             return
+        old = self._objects.get(key)
         self._objects[key] = body
+        self._owner_arrived(key)
+        if old is not None and same_content(old, body):
+            # A status-only update (projections hold no status but a Pod's phase): the
+            # verdict cannot have changed. Controllers' and Pods' status changes are
+            # most of a busy cluster's watch events.
+            return
         self._dirty.add(key)
         self._poke()
+
+    def _owner_arrived(self, key: Key) -> None:
+        """A controller is cached now: Pods that waited for it are reviewed again."""
+        if not self._waiting_for_owner:
+            return
+        waiting = self._waiting_for_owner.pop(key, None)
+        if waiting:
+            self._dirty.update(waiting)
+            self._poke()
 
     def source_ready(self, source: str) -> None:
         """One of the sources the first review waits for has its complete view.
@@ -257,6 +320,8 @@ class WorkloadService:
         if waiting is not None:
             waiting.discard(key)
         self.enforcer.forget(key, gone=True)
+        self._owner_items.pop(key, None)
+        self._stop_waiting_for_owner(key)
         if uid:
             self.enforcer.forget_uid(uid)
         self._set_contribution(key, {})
@@ -269,6 +334,7 @@ class WorkloadService:
         waiting = self._waiting_for_namespace.pop(name, set())
         self._dirty.update(waiting)
         if old is not None and old != new:
+            self._owner_items.clear()
             self._dirty.update(k for k in self._objects if k[1] == name)
         if self._dirty:
             self._poke()
@@ -313,6 +379,7 @@ class WorkloadService:
             )
         }
         log.info("policy-changed-reevaluating", policy=name, workloads=len(affected))
+        self._owner_items.clear()
         self._dirty.update(affected)
         if new is None:
             self._counts.pop(name, None)
@@ -356,6 +423,7 @@ class WorkloadService:
             batch = iter(sorted(self._dirty))
             self._dirty.clear()
             await asyncio.gather(*(self._review_from(batch) for _ in range(self._concurrency)))
+        self._owner_items.clear()  # a per-pass memo: owners change between passes
         if self._first_pass:
             self._first_pass = False
             log.info("workloads-reviewed", objects=len(self._objects), writes=self.writes)
@@ -397,6 +465,10 @@ class WorkloadService:
         if body is None:
             return
         now = self._clock()
+        if planning.reviewed_through_owner(body):
+            self._clear_owned_controller(key)
+            self.reviews += 1
+            return
         evaluated = self._evaluate(key, body, now)
         if evaluated is None:
             return
@@ -473,6 +545,8 @@ class WorkloadService:
             if trusted:
                 return  # we removed it already; this body predates our patch
             previous = annotations.get(violations.ANNOTATION_VIOLATIONS)
+            # A Pod with a known top-level owner: the owner's own review tells.
+            speaks = key[0] != "Pod" or self._top_owner(key, body, now, wait=False)[0] is None
             patched = await self._patch(
                 key,
                 body,
@@ -481,7 +555,7 @@ class WorkloadService:
                 since=None,
                 now=now,
             )
-            if patched:
+            if patched and speaks:
                 await self._gateway.post_event(
                     regarding=ObjectRef.of(body),
                     type="Normal",
@@ -497,6 +571,12 @@ class WorkloadService:
                 since = grace_from = written.since
             else:
                 changed = recorded != desired
+                speaks = changed
+                if changed and key[0] == "Pod":
+                    owner, wait = self._top_owner(key, body, now, wait=True)
+                    if wait:
+                        return  # reviewed again when the owner is cached, or at the deadline
+                    speaks = owner is None or not self._covered_by(owner, items, matched, now)
                 since = grace_from = now
                 values: dict[str, str | None] = {
                     violations.ANNOTATION_VIOLATIONS: violations.render(items),
@@ -509,22 +589,27 @@ class WorkloadService:
                 )
                 if not patched:
                     return
-                if changed:
+                if speaks:
                     await self._gateway.post_event(
                         regarding=ObjectRef.of(body),
                         type="Warning",
                         reason=REASON_VIOLATION,
                         message=violations.violation_message(
-                            verdict.findings, eviction_note=_eviction_note(items, matched)
+                            verdict.findings,
+                            eviction_note=_eviction_note(
+                                key[0], verdict.findings, items=items, matched=matched
+                            ),
                         ),
                         action="Review",
                     )
+                if changed:
                     log.info(
                         "workload-violations-changed",
                         kind=key[0],
                         namespace=key[1],
                         name=key[2],
                         violations=violations.render(items),
+                        reported_on="itself" if speaks else "owner",
                     )
         if key[0] == "Pod" and any(item.enforced for item in items) and grace_from is not None:
             self.enforcer.track(
@@ -565,11 +650,122 @@ class WorkloadService:
             self._objects.pop(key, None)
             return False
         if self._objects.get(key) is body:
-            self._objects[key] = patched
+            # The cached projection with what the patch changed, not the full body the
+            # API server returned (managedFields and all).
+            self._objects[key] = with_annotations(body, annotations, patched)
         self._written[key] = _Written(
             uid=ref.uid or "", fingerprint=fingerprint, since=since, at=now
         )
         return True
+
+    # ------------------------------------------------------------------ owners
+
+    def _clear_owned_controller(self, key: Key) -> None:
+        """A controller reviewed through its owner holds no verdict and is never written.
+
+        Its annotations are left alone: the Deployment controller copies a Deployment's
+        annotations, ours included, to its ReplicaSets (removing the copy would start a
+        tug of war with it), and a Job created from a CronJob carries no annotation of
+        the CronJob's.
+        """
+        self._set_contribution(key, {})
+        self._verdicts.pop(key, None)
+
+    def _top_owner(
+        self, key: Key, body: Mapping[str, Any], now: datetime.datetime, *, wait: bool
+    ) -> tuple[Key | None, bool]:
+        """(the Pod's top-level reviewed owner or None, whether to wait for the cache).
+
+        Follows ``ownerReferences`` with ``controller: true`` through the cache: a Pod's
+        ReplicaSet, then that ReplicaSet's Deployment (a ReplicaSet or Job reviewed
+        through its owner is a link, not a top). A reference must name a reviewed kind
+        of the right API group and the cached object's uid (a recreated namesake is not
+        the owner). None: a standalone Pod, an owner of another kind (custom
+        controllers), or one not in the cache; with ``wait``, a missing owner of a
+        watched kind first makes the Pod wait (up to :data:`OWNER_WAIT` in total).
+        Two dictionary lookups at most: nothing here grows with the number of objects.
+        """
+        namespace = key[1]
+        current = body
+        for _ in range(MAX_OWNER_DEPTH):
+            ref = planning.controller_ref(current)
+            if ref is None:
+                return None, False
+            kind = str(ref.get("kind") or "")
+            group = str(ref.get("apiVersion") or "").rpartition("/")[0]
+            if kind == "Pod" or KIND_GROUPS.get(kind) != group:
+                return None, False
+            owner_key = (kind, namespace, str(ref.get("name") or ""))
+            owner = self._objects.get(owner_key)
+            uid = ref.get("uid")
+            if owner is None or (uid and (owner.get("metadata") or {}).get("uid") != uid):
+                if wait and self._wait_for_owner(key, owner_key, now):
+                    return None, True
+                self._stop_waiting_for_owner(key)
+                return None, False
+            if not planning.reviewed_through_owner(owner):
+                self._stop_waiting_for_owner(key)
+                return owner_key, False
+            current = owner
+        return None, False
+
+    def _wait_for_owner(self, key: Key, owner: Key, now: datetime.datetime) -> bool:
+        """Wait (True) unless this Pod has waited :data:`OWNER_WAIT` already."""
+        waited = self._owner_wait.get(key)
+        since = waited.since if waited is not None else now
+        if now - since >= OWNER_WAIT:
+            log.info("owner-not-found", kind=key[0], namespace=key[1], name=key[2], owner=owner)
+            return False
+        if waited is not None and waited.owner != owner:
+            self._stop_waiting_for_owner(key)
+        self._owner_wait[key] = _OwnerWait(owner=owner, since=since)
+        self._waiting_for_owner.setdefault(owner, set()).add(key)
+        deadline = since + OWNER_WAIT
+        self._retry[key] = min(self._retry.get(key, deadline), deadline)
+        self._poke()
+        return True
+
+    def _stop_waiting_for_owner(self, key: Key) -> None:
+        waited = self._owner_wait.pop(key, None)
+        if waited is None:
+            return
+        keys = self._waiting_for_owner.get(waited.owner)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._waiting_for_owner[waited.owner]
+
+    def _covered_by(
+        self,
+        owner: Key,
+        items: tuple[violations.Item, ...],
+        matched: list[policy_model.Policy],
+        now: datetime.datetime,
+    ) -> bool:
+        """Does the owner's own verdict include every violation of the Pod?
+
+        Compared per (policy, check), the Pod's failing containers a subset of the
+        owner's: a Pod may fail less than its template (a LimitRange filled in its
+        resources), never more unless it was changed after admission (then it speaks
+        for itself).
+        """
+        body = self._objects.get(owner)
+        if body is None:
+            return False
+        memo = self._owner_items.get(owner)
+        if memo is not None and memo[0] is body:
+            owner_items = memo[1]
+        else:
+            verdict = review(body, matched, namespace=owner[1], now=now)
+            owner_items = violations.items_of(
+                verdict.findings, policies={p.name: p for p in matched}, kind=owner[0]
+            )
+            self._owner_items[owner] = (body, owner_items)
+        failing = {(i.policy, i.check): frozenset(i.containers) for i in owner_items}
+        return all(
+            (i.policy, i.check) in failing and set(i.containers) <= failing[(i.policy, i.check)]
+            for i in items
+        )
 
     # ------------------------------------------------------------------ exemptions
 
@@ -589,6 +785,7 @@ class WorkloadService:
                 if marker in self._expired_reported:
                     continue
                 self._expired_reported.add(marker)
+                self._owner_items.clear()
                 checks = ", ".join(sorted(ex.checks)) or "all checks"
                 await self._gateway.post_event(
                     regarding=ObjectRef(
@@ -686,15 +883,65 @@ def _checks_by_policy(items: tuple[violations.Item, ...]) -> dict[str, frozenset
 
 
 def _eviction_note(
-    items: tuple[violations.Item, ...], matched: list[policy_model.Policy]
+    kind: str,
+    findings: tuple[planning.AttributedFinding, ...],
+    *,
+    items: tuple[violations.Item, ...],
+    matched: list[policy_model.Policy],
 ) -> str | None:
-    """What Enforce will do, told in the violation Event (Pods only)."""
+    """What Enforce will do, told in the violation Event.
+
+    A Pod is evicted itself; a controller's Event (the one its Pods' violations are
+    reported under) says that its Pods are, except a DaemonSet's (never evicted).
+    """
+    if kind == "DaemonSet":
+        return None
+    subject = ""
+    if kind != "Pod":
+        subject = "its Pods "
+        by_name = {p.name: p for p in matched}
+        items = violations.items_of(findings, policies=by_name, kind="Pod")
     enforcing = {i.policy for i in items if i.enforced}
     pols = [p for p in matched if p.name in enforcing]
     if not pols:
         return None
     real = [p for p in pols if not p.workloads.enforcement.dry_run]
     if not real:
-        return "Enforce mode, dry run: would be evicted after the grace period"
+        return f"Enforce mode, dry run: {subject or ''}would be evicted after the grace period"
     grace = min(p.workloads.enforcement.grace_period_seconds for p in real)
-    return f"Enforce mode: evicted after {grace}s unless fixed"
+    return f"Enforce mode: {subject}evicted after {grace}s unless fixed"
+
+
+def same_content(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Are two projections of an object equal but for ``resourceVersion``?"""
+    if old is new:
+        return True
+    if old.keys() != new.keys():
+        return False
+    for field, value in old.items():
+        if field == "metadata":
+            a, b = value or {}, new.get(field) or {}
+            if a.keys() != b.keys() or any(a[k] != b[k] for k in a if k != "resourceVersion"):
+                return False
+        elif value != new[field]:
+            return False
+    return True
+
+
+def with_annotations(
+    body: Mapping[str, Any],
+    annotations: Mapping[str, str | None],
+    patched: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The cached projection after our merge patch of annotations (None removes a key)."""
+    meta = dict(body.get("metadata") or {})
+    current = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in annotations}
+    current.update({k: v for k, v in annotations.items() if v is not None})
+    if current:
+        meta["annotations"] = current
+    else:
+        meta.pop("annotations", None)
+    version = (patched.get("metadata") or {}).get("resourceVersion")
+    if version:
+        meta["resourceVersion"] = version
+    return {**body, "metadata": meta}
