@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kube_guardrails import OPERATOR_NAMESPACE, settings
+from kube_guardrails import OPERATOR_NAMESPACE, metrics, settings
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
@@ -75,6 +75,7 @@ def test_kustomize_build_renders_the_install() -> None:
         ("CustomResourceDefinition", "guardrailpolicies.kube-guardrails.io"),
         ("Deployment", NAME),
         ("Namespace", OPERATOR_NAMESPACE),
+        ("Service", "kube-guardrails-metrics"),
         ("ServiceAccount", NAME),
     ]
 
@@ -108,6 +109,7 @@ EXPECTED_RULES = {
     ("", "pods/eviction"): {"create"},
     ("apps", "deployments"): {"get", "list", "watch", "patch"},
     ("", "events"): {"create"},
+    ("openreports.io", "reports"): {"list", "create", "patch", "delete"},
 }
 
 
@@ -235,3 +237,29 @@ def test_probes_hit_kopfs_health_endpoint(probe: str) -> None:
     get = container()[probe]["httpGet"]
     assert get["path"] == url.path
     assert ports.get(get["port"], get["port"]) == url.port
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_metrics_port_is_declared_and_matches_the_default_address() -> None:
+    default = metrics.parse_address(metrics.DEFAULT_ADDRESS)
+    assert default is not None
+    ports = {p["name"]: p for p in container()["ports"]}
+    assert ports["metrics"]["containerPort"] == default.port
+    annotations = deployment()["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(default.port),
+        "prometheus.io/path": "/metrics",
+    }
+
+
+def test_metrics_service_selects_the_operator_pod_by_port_name() -> None:
+    service = load("service.yaml")
+    assert service["metadata"]["namespace"] == OPERATOR_NAMESPACE
+    assert service["spec"]["selector"] == deployment()["spec"]["selector"]["matchLabels"]
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] == "metrics"
+    ports = {p["name"]: p["containerPort"] for p in container()["ports"]}
+    assert port["port"] == ports["metrics"]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pathlib
+import re
 import urllib.request
+from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import parser
 
 from kube_guardrails import __version__, metrics
@@ -215,3 +219,45 @@ def test_a_taken_port_is_a_clear_error(m: metrics.Metrics) -> None:
             second.start()
     finally:
         first.stop()
+
+
+# --------------------------------------------------------------------------- alert rules
+
+ALERTS = pathlib.Path(__file__).resolve().parents[2] / "manifests" / "monitoring" / "alerts.yaml"
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = yaml.safe_load(ALERTS.read_text())["groups"][0]["rules"]
+    return rules
+
+
+def exported_labels() -> dict[str, set[str]]:
+    """Every sample name the operator can export -> its label names (all families in use)."""
+    m = metrics.Metrics(process_collectors=False)
+    m.set_policy_namespaces("p", matched=1, hardened=1)
+    m.set_namespace_violations("ns", {("p", "c"): 1})
+    m.eviction(policy="p", outcome=metrics.EVICTED)
+    m.api_error(verb="get", code=500)
+    m.watch_restarts.labels(resource="pods", reason="expired").inc()
+    m.track_queue("namespaces", lambda: 0)
+    m.review_duration.labels(kind="Pod").observe(0.01)
+    out: dict[str, set[str]] = {}
+    for family in parser.text_string_to_metric_families(m.exposition().decode()):
+        for s in family.samples:
+            out.setdefault(s.name, set()).update(s.labels)
+    return out
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: str(r["alert"]))
+def test_alert_rules_use_only_exported_metrics_and_labels(rule: dict[str, Any]) -> None:
+    exported = exported_labels()
+    expr = rule["expr"]
+    names = set(re.findall(r"\bkube_guardrails_[a-z_]+", expr))
+    assert names <= set(exported), names - set(exported)
+    used_labels = {
+        label.strip() for group in re.findall(r"by \(([^)]*)\)", expr) for label in group.split(",")
+    } | set(re.findall(r"(\w+)\s*[!=]~?\s*\"", expr))
+    available = set().union(*(exported[n] for n in names)) | {"job"}
+    assert used_labels <= available, used_labels - available
+    assert rule["labels"]["severity"] in ("critical", "warning", "info")
+    assert rule["annotations"]["summary"]
