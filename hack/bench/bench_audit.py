@@ -209,19 +209,28 @@ def workload(rng: random.Random, n: int) -> dict[str, Any]:
     return {"apiVersion": "apps/v1", "kind": kind, "metadata": meta, "spec": body}
 
 
-def generate(count: int, seed: int) -> None:
+def generate(count: int, seed: int, *, size_mb: int = 0) -> None:
+    """``count`` manifests, or with ``size_mb`` as many as make that many MiB."""
     marker = CORPUS / ".params"
-    params = f"{count} {seed}\n"
+    params = f"{0 if size_mb else count} {seed} {size_mb}\n"
     if marker.exists() and marker.read_text() == params:
         return
     shutil.rmtree(CORPUS, ignore_errors=True)
     rng = random.Random(seed)
-    for n in range(count):
-        d = CORPUS / f"d{n // PER_DIR:03d}"
+    total, n = 0, 0
+    while (total < size_mb * 1024 * 1024) if size_mb else (n < count):
+        d = CORPUS / f"d{n // PER_DIR:04d}"
         d.mkdir(parents=True, exist_ok=True)
         obj = workload(rng, n)
-        (d / f"{obj['metadata']['name']}.yaml").write_text(yaml.safe_dump(obj, sort_keys=False))
+        text = yaml.safe_dump(obj, sort_keys=False)
+        (d / f"{obj['metadata']['name']}.yaml").write_text(text)
+        total += len(text.encode())
+        n += 1
     marker.write_text(params)
+
+
+def corpus_bytes() -> int:
+    return sum(p.stat().st_size for p in corpus_files())
 
 
 def corpus_files() -> list[pathlib.Path]:
@@ -413,6 +422,81 @@ def compare(ours: dict[tuple[str, str], bool], theirs: dict[tuple[str, str], boo
 # --------------------------------------------------------------------------- main
 
 
+def _group_rss(pgid: int) -> int:
+    """Resident bytes of every process in the group (the CLI and its workers)."""
+    total = 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:  # field 5 of stat: the process group
+                continue
+            with open(f"/proc/{entry}/statm") as f:
+                total += int(f.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def run_sampled(out: pathlib.Path, *, jobs: int) -> tuple[float, float, float, float]:
+    """(wall s, peak RSS MiB of one process (wait4), peak sum over the group MiB, CPU s).
+
+    CPU seconds (user + system of the CLI and its reaped workers) are reported too: on
+    a shared machine the wall time says more about the neighbours than about us.
+    """
+    import threading
+
+    cmd = [
+        str(pathlib.Path(sys.executable).with_name("kube-guardrails")),
+        *("audit", str(CORPUS), "--level", "restricted", "--format", "json"),
+        *("--fail-on", "none", "--output", str(out), "--jobs", str(jobs)),
+    ]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.05):
+            peak = max(peak, _group_rss(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"kube-guardrails audit exited {proc.returncode}")
+    return wall, usage.ru_maxrss / 1024, peak / 1024 / 1024, usage.ru_utime + usage.ru_stime
+
+
+def memory_mode(files: list[pathlib.Path], *, repeat: int) -> int:
+    """Peak memory of the CLI and its workers on the corpus, against the input size."""
+    size = corpus_bytes() / 1024 / 1024
+    work = pathlib.Path(tempfile.mkdtemp(prefix="bench-audit-"))
+    report = work / "kube-guardrails.json"
+    runs = sorted(run_sampled(report, jobs=2) for _ in range(max(1, repeat)))
+    wall, one, group, cpu = runs[len(runs) // 2]
+    print(
+        f"\nkube-guardrails audit --jobs 2 on {size:.0f} MiB ({len(files)} manifests, "
+        f"--level restricted --format json, median of {len(runs)}): {wall:.1f}s, "
+        f"{len(files) / wall:,.0f} manifests/s; {cpu:.1f} CPU s, "
+        f"{len(files) / cpu:,.0f} manifests per CPU second "
+        f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)\n"
+        f"  peak RSS: {one:.0f} MiB for the largest process ({one / size:.1f}x the input), "
+        f"{group:.0f} MiB for the CLI and its workers together ({group / size:.1f}x); "
+        f"report {report.stat().st_size / 1024 / 1024:.0f} MiB"
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
 def iter_machine() -> Iterator[str]:
     yield f"{platform.platform()}, Python {platform.python_version()}"
     yield f"{os.cpu_count()} CPUs: {platform.processor() or platform.machine()}"
@@ -431,13 +515,23 @@ def main() -> int:
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs of ours (median shown)")
     parser.add_argument("--skip-checkov", action="store_true")
+    parser.add_argument(
+        "--corpus-mb",
+        type=int,
+        default=0,
+        metavar="MB",
+        help="memory mode: a corpus of this many MiB (instead of --count), audited with "
+        "--jobs 2; prints peak RSS against the input size and manifests/s (no checkov)",
+    )
     args = parser.parse_args()
 
     print("machine:", "; ".join(iter_machine()))
     t = time.perf_counter()
-    generate(args.count, args.seed)
+    generate(args.count, args.seed, size_mb=args.corpus_mb)
     files = corpus_files()
     print(f"corpus: {len(files)} manifests in {CORPUS} ({time.perf_counter() - t:.1f}s to prepare)")
+    if args.corpus_mb:
+        return memory_mode(files, repeat=args.repeat)
 
     # Reports go outside the corpus (checkov would scan them) and outside the repo.
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench-audit-"))

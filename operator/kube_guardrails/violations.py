@@ -163,11 +163,20 @@ _TOKEN = re.compile(
     r"(?P<policy>[a-z0-9]([a-z0-9.-]*[a-z0-9])?)/(?P<check>[A-Za-z][A-Za-z0-9]*)"
     r"(?:\((?P<containers>[a-z0-9.,-]*)\))?(?P<enforced>!)?"
 )
-_MORE = re.compile(r"\s*\.\.\.\+(?P<more>\d+) more #(?P<digest>[0-9a-f]{16})$")
+# No leading \s*: searched from every position, it made a long run of blanks quadratic.
+_MORE = re.compile(r"\.\.\.\+(?P<more>[0-9]{1,9}) more #(?P<digest>[0-9a-f]{16})$")
+# We write at most MAX_ANNOTATION characters; anything far longer was not written by us,
+# and annotations are anyone's to edit (up to 256 KB in total).
+MAX_PARSE = 4 * MAX_ANNOTATION
 
 
 def parse(value: str) -> Parsed | None:
-    """Read an annotation value back; None if it is not in our format (hand-edited)."""
+    """Read an annotation value back; None if it is not in our format (hand-edited).
+
+    Linear in the value and bounded: a value longer than :data:`MAX_PARSE` is not ours.
+    """
+    if not isinstance(value, str) or len(value) > MAX_PARSE:
+        return None
     text = value.strip()
     more, digest = 0, None
     m = _MORE.search(text)

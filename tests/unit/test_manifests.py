@@ -77,6 +77,10 @@ def test_kustomize_build_renders_the_install() -> None:
         ("Namespace", OPERATOR_NAMESPACE),
         ("Service", "kube-guardrails-metrics"),
         ("ServiceAccount", NAME),
+        ("ValidatingAdmissionPolicy", "kube-guardrails-protect-managed-objects"),
+        ("ValidatingAdmissionPolicy", "kube-guardrails-protect-readiness-label"),
+        ("ValidatingAdmissionPolicyBinding", "kube-guardrails-protect-managed-objects"),
+        ("ValidatingAdmissionPolicyBinding", "kube-guardrails-protect-readiness-label"),
     ]
 
 
@@ -94,7 +98,7 @@ def test_namespace_enforces_restricted_pod_security() -> None:
 EXPECTED_RULES = {
     ("kube-guardrails.io", "guardrailpolicies"): {"list", "watch"},
     ("kube-guardrails.io", "guardrailpolicies/status"): {"patch"},
-    ("", "namespaces"): {"list", "watch"},
+    ("", "namespaces"): {"list", "watch", "patch"},
     ("networking.k8s.io", "networkpolicies"): {
         "get",
         "list",
@@ -108,7 +112,23 @@ EXPECTED_RULES = {
     ("", "pods"): {"get", "list", "watch", "patch"},
     ("", "pods/eviction"): {"create"},
     ("apps", "deployments"): {"get", "list", "watch", "patch"},
-    ("", "events"): {"create"},
+    ("", "events"): {"create", "list"},
+    ("admissionregistration.k8s.io", "validatingadmissionpolicies"): {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "patch",
+        "delete",
+    },
+    ("admissionregistration.k8s.io", "validatingadmissionpolicybindings"): {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "patch",
+        "delete",
+    },
     ("openreports.io", "reports"): {"list", "create", "patch", "delete"},
 }
 

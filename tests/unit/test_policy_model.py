@@ -336,3 +336,132 @@ def test_excluded_namespace_has_no_governing_policy() -> None:
         )
         is None
     )
+
+
+# --------------------------------------------------------------------------- hostile values
+# What users write reaches the operator's parsers (issue 10, item 4): each must give an
+# error naming the field, never an exception of another kind, and in linear time.
+
+from kube_guardrails.model import quantity, selectors  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        pytest.param("1e999999999", "not a quantity", id="huge-exponent"),
+        pytest.param("1e999", "too large", id="exponent-999"),
+        pytest.param(float("nan"), "not a finite number", id="nan"),
+        pytest.param(float("inf"), "not a finite number", id="inf"),
+        pytest.param(10**5000, "too large", id="huge-int"),
+        pytest.param("1" * 20000 + "x", "longer than 64", id="long-digits"),
+        pytest.param("1" * 60 + "x", "not a quantity", id="digits-then-junk"),
+        pytest.param(True, "not a quantity", id="bool"),
+        pytest.param(["1"], "not a quantity", id="list"),
+    ],
+)
+def test_quantity_refuses_hostile_values(value: object, fragment: str) -> None:
+    with pytest.raises(quantity.QuantityError) as info:
+        quantity.parse_quantity(value)
+    assert fragment in str(info.value)
+    assert len(str(info.value)) < 200
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("100m", "0.100"),
+        ("1e3", "1E+3"),
+        ("1.5e-3", "0.0015"),
+        (" 2Gi ", "2147483648"),
+        ("5.", "5"),
+        (".5", "0.5"),
+        (3, "3"),
+        (0.25, "0.25"),
+        ("1e30", "1E+30"),
+    ],
+)
+def test_quantity_still_parses_the_grammar(value: object, expected: str) -> None:
+    assert str(quantity.parse_quantity(value)) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        pytest.param("0001-01-01T00:00:00+01:00", "out of range", id="year-1-with-offset"),
+        pytest.param("9999-12-31T23:59:59-01:00", "out of range", id="year-9999-with-offset"),
+        pytest.param("1969-12-31T00:00:00Z", "out of range", id="before-1970"),
+        pytest.param("x" * 100_000, "not an RFC 3339 time", id="long"),
+        pytest.param("2027-01-31T00:00:00", "no time zone", id="no-zone"),
+    ],
+)
+def test_parse_time_names_the_field(value: str, fragment: str) -> None:
+    with pytest.raises(policy_model.PolicyError) as info:
+        policy_model.parse_time(value, "spec.workloads.exemptions[0].expires")
+    assert info.value.field == "spec.workloads.exemptions[0].expires"
+    assert fragment in info.value.message
+
+
+def test_parse_time_is_utc() -> None:
+    parsed = policy_model.parse_time("2027-01-31T01:00:00+01:00", "f")
+    assert parsed == datetime.datetime(2027, 1, 31, tzinfo=datetime.UTC)
+    assert parsed.utcoffset() == datetime.timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        pytest.param({"matchLabels": {"a" * 400: "x"}}, "matchLabels.", id="long-key"),
+        pytest.param({"matchLabels": {"app": "x" * 64}}, "matchLabels.app", id="long-value"),
+        pytest.param({"matchLabels": {"a b": "x"}}, "matchLabels.a b", id="bad-key"),
+        pytest.param({"matchLabels": {f"k{i}": "v" for i in range(101)}}, "", id="too-many"),
+        pytest.param(
+            {"matchExpressions": [{"key": "a", "operator": "In", "values": ["v"] * 101}]},
+            "matchExpressions[0].values",
+            id="too-many-values",
+        ),
+        pytest.param(
+            {"matchExpressions": [{"key": "a", "operator": "In", "values": ["-x"]}]},
+            "matchExpressions[0].values[0]",
+            id="bad-value",
+        ),
+    ],
+)
+def test_selector_bounds(raw: dict[str, Any], field: str) -> None:
+    with pytest.raises(selectors.SelectorError) as info:
+        selectors.parse_selector(raw)
+    assert info.value.field.startswith(field)
+    assert len(str(info.value)) < 300
+
+
+def test_policy_with_overflowing_expiry_is_a_policy_error() -> None:
+    raw = {
+        "apiVersion": "kube-guardrails.io/v1alpha1",
+        "kind": "GuardrailPolicy",
+        "metadata": {"name": "p"},
+        "spec": {
+            "workloads": {
+                "exemptions": [
+                    {
+                        "checks": ["privileged"],
+                        "reason": "r",
+                        "expires": "0001-01-01T00:00:00+01:00",
+                    }
+                ]
+            }
+        },
+    }
+    with pytest.raises(policy_model.PolicyError) as info:
+        policy_model.parse(raw, known_checks=registry.ids())
+    assert info.value.field == "spec.workloads.exemptions[0].expires"
+
+
+def test_policy_with_huge_quantity_is_a_policy_error() -> None:
+    raw = {
+        "apiVersion": "kube-guardrails.io/v1alpha1",
+        "kind": "GuardrailPolicy",
+        "metadata": {"name": "p"},
+        "spec": {"hardening": {"limitRange": {"defaultRequest": {"cpu": "1e999999999"}}}},
+    }
+    with pytest.raises(policy_model.PolicyError) as info:
+        policy_model.parse(raw, known_checks=registry.ids())
+    assert info.value.field == "spec.hardening.limitRange.defaultRequest.cpu"

@@ -110,6 +110,30 @@ def test_valid_policies_have_no_errors(obj: dict[str, Any]) -> None:
 
 BAD = [
     # (object, field the error names, fragment of the message)
+    pytest.param(
+        policy({"workloads": {"exemptions": [exemption(expires="0001-01-01T00:00:00+01:00")]}}),
+        "spec.workloads.exemptions[0].expires",
+        "years 1970 to 9998",
+        id="expires-year-1",
+    ),
+    pytest.param(
+        policy({"workloads": {"exemptions": [exemption(expires="9999-12-31T23:59:59-01:00")]}}),
+        "spec.workloads.exemptions[0].expires",
+        "years 1970 to 9998",
+        id="expires-year-9999",
+    ),
+    pytest.param(
+        policy(lr(defaultRequest={"cpu": "1e999999999"})),
+        "spec.hardening.limitRange.defaultRequest.cpu",
+        "not a quantity",
+        id="quantity-huge-exponent",
+    ),
+    pytest.param(
+        policy(lr(defaultRequest={"cpu": "1e100"})),
+        "spec.hardening.limitRange.defaultRequest.cpu",
+        "not a quantity",
+        id="quantity-three-digit-exponent",
+    ),
     pytest.param(policy({"mode": "enforce"}), "spec.mode", "one of Audit, Enforce", id="mode-case"),
     pytest.param(policy({"priority": 1001}), "spec.priority", "at most 1000", id="priority-high"),
     pytest.param(policy({"priority": -1001}), "spec.priority", "at least -1000", id="priority-low"),
@@ -413,3 +437,19 @@ def test_apply_defaults_leaves_explicit_values_alone() -> None:
 def test_openapi_schema_rejects_unknown_version() -> None:
     with pytest.raises(KeyError, match="v9"):
         schema.openapi_schema("v9")
+
+
+def test_a_string_over_max_length_is_not_run_through_its_pattern() -> None:
+    # The label-key pattern backtracks quadratically: 1 MB of "a." would take minutes.
+    # Over maxLength the length error alone is reported (and nothing hangs).
+    condition = {
+        "type": "a." * 500_000 + "!",
+        "status": "True",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+        "reason": "Reconciled",
+        "message": "m",
+    }
+    errors = schema.validate(policy({}, status={"conditions": [condition]}))
+    assert [(e.field, e.message) for e in errors] == [
+        ("status.conditions[0].type", "must be at most 316 characters long")
+    ]

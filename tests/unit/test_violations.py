@@ -258,3 +258,20 @@ def test_violation_message_is_bounded() -> None:
 def test_compliant_message(previous: str | None, expected: str) -> None:
     assert violations.compliant_message(previous) == expected
     assert len(violations.compliant_message("x" * 5000)) == violations.MAX_EVENT_MESSAGE
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("a" + " " * 120_000 + "a", id="blank-run-120k"),
+        pytest.param("p/c," * 100_000, id="many-tokens"),
+        pytest.param("p/c ...+" + "9" * 100_000 + " more #0123456789abcdef", id="huge-count"),
+        pytest.param("a" * 300_000 + "-", id="long-name"),
+    ],
+)
+def test_parse_is_bounded(value: str) -> None:
+    # Anyone can write the annotation (up to 256 KB): too long to be ours, unparsable,
+    # and the fingerprint of its text is still defined (so the operator rewrites it).
+    assert violations.parse(value) is None
+    fp = violations.annotation_fingerprint({violations.ANNOTATION_VIOLATIONS: value})
+    assert fp is not None and fp.startswith("unparsable:")

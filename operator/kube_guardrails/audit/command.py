@@ -5,9 +5,12 @@ Exit status (stable; CI pipelines depend on it):
 - 0: every workload checked and none has a finding at or above ``--fail-on``;
 - 1: at least one finding at or above ``--fail-on`` (default ``low``: any finding);
 - 2: usage or input error: bad flags, a bad ``--policy``, a path that does not exist,
-  an unreadable file or a malformed document. Every other document is still checked
-  and reported, but the run exits 2, because a pipeline must not pass when part of its
-  input was never looked at.
+  an unreadable, oversized or non-regular file, a malformed or refused document (alias
+  bombs, excessive nesting, duplicate keys), no input at all (unless
+  ``--allow-empty``), a report that cannot be written, or an internal error. Every
+  other document is still checked and reported, but the run exits 2, because a
+  pipeline must not pass when part of its input was never looked at. Exit 2 never
+  comes with a traceback: one line on stderr says what went wrong.
 
 No cluster, kube config or network is touched: the path imports neither kopf nor the
 kubernetes client.
@@ -16,7 +19,9 @@ kubernetes client.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import errno
 import gc
 import os
 import sys
@@ -26,6 +31,7 @@ from typing import IO, TextIO
 from kube_guardrails.audit import core, defaults, loader, policyfile, progress, report, runner
 from kube_guardrails.checks import registry
 from kube_guardrails.model import policy as policy_model
+from kube_guardrails.model import quantity
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -88,6 +94,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o", "--output", metavar="FILE", default=None, help="write the report to FILE"
     )
+    parser.add_argument(
+        "--max-file-size",
+        type=_size,
+        default=loader.DEFAULT_MAX_FILE_SIZE,
+        metavar="BYTES",
+        help="read at most this much per file (and from stdin); a larger one is an input "
+        "error. Kubernetes quantities are accepted: 64Mi, 1G (default: 64Mi)",
+    )
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="exit 0 when the input holds no document at all (by default that is an "
+        "error: an empty 'kustomize build | kube-guardrails audit -' means the build failed)",
+    )
+
+
+def _size(text: str) -> int:
+    try:
+        value = quantity.parse_quantity(text)
+    except quantity.QuantityError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if value < 1 or value != value.to_integral_value():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number of bytes")
+    return int(value)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,13 +127,69 @@ def run(args: argparse.Namespace) -> int:
     # young generation keeps collections rare. Only here, in the CLI's own process.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    return execute(args, stdin=sys.stdin.buffer, stdout=sys.stdout, stderr=sys.stderr)
+    stderr = sys.stderr if sys.stderr is not None else open(os.devnull, "w")  # noqa: SIM115
+    try:
+        if sys.stdout is None:  # started with stdout closed (">&-")
+            raise OutputError("standard output is closed")
+        code = execute(
+            args,
+            stdin=getattr(sys.stdin, "buffer", None),  # None: stdin closed ("<&-")
+            stdout=sys.stdout,
+            stderr=stderr,
+        )
+        try:
+            sys.stdout.flush()
+        except OSError:
+            if code != EXIT_ERROR:
+                raise
+            _silence_stdout()  # execute() already said the report could not be written
+        return code
+    except KeyboardInterrupt:
+        _give_up(stderr, "interrupted")
+        return 130
+    except OutputError as e:
+        return _give_up(stderr, f"cannot write the report: {e}")
+    except OSError as e:
+        # stdout full (/dev/full), a closed pipe: the report is lost, so this run
+        # cannot count as a pass or a plain failure.
+        return _give_up(stderr, f"cannot write the report: {e.strerror or e}")
+    except MemoryError:
+        return _give_up(stderr, "out of memory (split the input or lower --max-file-size)")
+    except RecursionError:
+        return _give_up(stderr, "internal error: input nested too deeply")
+    except Exception as e:
+        return _give_up(stderr, f"internal error: {type(e).__name__}: {report.escape(e)}")
+
+
+class OutputError(Exception):
+    """The report could not be written."""
+
+
+def _silence_stdout() -> None:
+    # Whatever is left in stdout's buffer would fail again at interpreter exit and print
+    # a traceback-like "Exception ignored" note; point it at /dev/null instead.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        if sys.stdout is not None:
+            os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _give_up(stderr: TextIO, message: str) -> int:
+    _silence_stdout()
+    try:
+        stderr.write(f"kube-guardrails audit: error: {message}\n")
+        stderr.flush()
+    except (OSError, ValueError):
+        pass
+    return EXIT_ERROR
 
 
 def execute(
     args: argparse.Namespace,
     *,
-    stdin: IO[bytes],
+    stdin: IO[bytes] | None,
     stdout: TextIO,
     stderr: TextIO,
     now: datetime.datetime | None = None,
@@ -128,7 +214,15 @@ def execute(
 
     files, missing = loader.expand(args.paths)
     bar = progress.Progress(stderr, total_files=len(files), enabled=progress_enabled)
-    job = runner.Job(policies=tuple(policies), now=now, include_excluded=args.include_excluded)
+    if args.jobs < 0:
+        return fail(f"-j/--jobs must be 0 (one per CPU) or more, not {args.jobs}")
+    max_file_size = getattr(args, "max_file_size", loader.DEFAULT_MAX_FILE_SIZE)
+    job = runner.Job(
+        policies=tuple(policies),
+        now=now,
+        include_excluded=args.include_excluded,
+        max_file_size=max_file_size,
+    )
     result = runner.audit_files(
         files,
         job=job,
@@ -154,21 +248,40 @@ def execute(
             return fail(f"cannot write --output {args.output}: {e.strerror or e}")
     else:
         out_stream = stdout
+    sink: report.Writer = WholeWrites(out_stream) if out_stream is stdout else out_stream
     try:
         if args.format == "json":
-            out_stream.write(report.render_json(rep))
+            report.write_json(rep, sink)
         elif args.format == "sarif":
-            out_stream.write(report.render_sarif(rep))
+            report.write_sarif(rep, sink)
         else:
-            out_stream.write(report.render_table(rep, color=use_color(out_stream)))
-    finally:
+            report.write_table(rep, sink, color=use_color(out_stream))
+        out_stream.flush()
+    except OSError as e:
         if out_stream is not stdout:
+            _close_quietly(out_stream)
+        where = f"--output {args.output}" if args.output else "the report to standard output"
+        return fail(f"cannot write {where}: {e.strerror or e}")
+    if out_stream is not stdout:
+        try:
             out_stream.close()
+        except OSError as e:
+            return fail(f"cannot write --output {args.output}: {e.strerror or e}")
 
     if args.format != "table" or args.output:
         # The report may go to a file or a parser; people still need to see errors.
         for err in result.errors:
-            stderr.write(f"kube-guardrails audit: error: {err.where()}: {err.message}\n")
+            stderr.write(
+                f"kube-guardrails audit: error: {report.escape(err.where())}: "
+                f"{report.escape(err.message)}\n"
+            )
+    if result.documents == 0 and not result.errors and not getattr(args, "allow_empty", False):
+        # "kustomize build | kube-guardrails audit -" with a failed build reads nothing:
+        # that must not pass.
+        return fail(
+            "no YAML document in the input (an empty file, directory or stdin); "
+            "--allow-empty accepts that"
+        )
     if not result.objects and not result.errors:
         stderr.write(
             "kube-guardrails audit: warning: no Pods or workloads with a pod template "
@@ -177,6 +290,38 @@ def execute(
     if result.errors:
         return EXIT_ERROR
     return EXIT_FINDINGS if rep.failed else EXIT_OK
+
+
+class WholeWrites:
+    """Writes to a text stream's binary buffer that go out whole or raise.
+
+    CPython's buffered writer returns a short count when a pipe's reader goes away in
+    the middle of a large write (``audit ... | head``), and the text layer ignores that
+    count: the report would be cut and the run exit as if it had been delivered. Here a
+    short write is retried, so the closed pipe surfaces as BrokenPipeError (exit 2).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._buffer: IO[bytes] | None = getattr(stream, "buffer", None)
+        self._encoding = getattr(stream, "encoding", None) or "utf-8"
+
+    def write(self, text: str, /) -> int:
+        if self._buffer is None:  # a plain text stream (StringIO in the tests)
+            return self._stream.write(text)
+        self._stream.flush()  # anything already written through the text layer first
+        view = memoryview(text.encode(self._encoding, "backslashreplace"))
+        while view:
+            n = self._buffer.write(view)
+            if not n:
+                raise OSError(errno.EIO, "the output accepted nothing")
+            view = view[n:]
+        return len(text)
+
+
+def _close_quietly(stream: TextIO) -> None:
+    with contextlib.suppress(OSError):
+        stream.close()
 
 
 def load_policies(paths: list[str]) -> list[policyfile.LoadedPolicy]:

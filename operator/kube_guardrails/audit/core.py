@@ -17,7 +17,8 @@ as in a cluster. What differs offline, and why:
 
 Kinds with a pod template (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job,
 ReplicationController, CronJob) are checked through that template, Pods directly;
-``kind: List`` is opened; every other kind is counted as ignored.
+``kind: List`` and the API's list kinds (``PodList``, ``DeploymentList``, ...) are
+opened, nested ones too; every other kind is counted as ignored.
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kube_guardrails import OPERATOR_NAMESPACE, planning
-from kube_guardrails.audit import loader
+from kube_guardrails.audit import fieldtypes, loader
 from kube_guardrails.checks import engine
 from kube_guardrails.model import policy as policy_model
 from kube_guardrails.model import selectors
 
 DEFAULT_NAMESPACE = "default"
+MAX_TYPE_ERRORS = 10  # per object: enough to fix, not a flood
 NOT_AN_OBJECT = "<not a Kubernetes object>"
 
 
@@ -56,6 +58,8 @@ class ObjectRef:
     kind: str
     namespace: str
     name: str
+    # Where in nested Lists, e.g. "items[2].items[0]"; empty for a top-level object.
+    item_path: str = ""
 
     @property
     def title(self) -> str:
@@ -64,7 +68,9 @@ class ObjectRef:
     @property
     def where(self) -> str:
         out = f"{self.source} document {self.document}"
-        if self.item is not None:
+        if self.item_path:
+            out += f" {self.item_path}"
+        elif self.item is not None:
             out += f" items[{self.item}]"
         return out
 
@@ -123,26 +129,52 @@ class Auditor:
             self.result.errors.append(item)
             return None
         self.result.documents += 1
-        obj = item.obj
-        if isinstance(obj, Mapping) and obj.get("kind") == "List":
+        try:
+            return self._open(item.obj, doc=item, item=None, path="")
+        except (RecursionError, MemoryError):
+            # Bounded by the loader (depth, aliases); never let one document stop the run.
+            message = "too large or too deeply nested to check"
+        except Exception as e:  # one document's surprise is its own error, not the run's
+            message = f"could not be checked (internal error: {type(e).__name__}: {e})"[:300]
+        self.result.errors.append(
+            loader.InputError(source=item.source, index=item.index, line=item.line, message=message)
+        )
+        return None
+
+    def _open(
+        self, obj: Any, *, doc: loader.Document, item: int | None, path: str
+    ) -> ObjectReport | None:
+        """A workload, or every workload of a ``List`` / ``*List`` (nested Lists too).
+
+        ``kubectl get -o yaml`` writes ``kind: List`` and the API server's list kinds
+        (``PodList``, ``DeploymentList``) hold workloads as much as the objects do: a list
+        left unopened would pass CI with workloads nobody checked.
+        """
+        if isinstance(obj, Mapping) and _is_list_kind(obj.get("kind")):
             items = obj.get("items")
+            if items is None and "items" not in obj:
+                items = []  # an empty list serialised without items
             if not isinstance(items, list):
                 self.result.errors.append(
                     loader.InputError(
-                        source=item.source,
-                        index=item.index,
-                        line=item.line,
-                        message="kind: List without an items list",
+                        source=doc.source,
+                        index=doc.index,
+                        line=doc.line,
+                        message=f"{path + ': ' if path else ''}kind: {obj.get('kind')} "
+                        "whose items is not a list",
                     )
                 )
                 return None
             last = None
             for i, sub in enumerate(items):
-                last = self._object(sub, doc=item, item=i) or last
+                sub_path = f"{path}.items[{i}]" if path else f"items[{i}]"
+                last = self._open(sub, doc=doc, item=i, path=sub_path) or last
             return last
-        return self._object(obj, doc=item, item=None)
+        return self._object(obj, doc=doc, item=item, path=path)
 
-    def _object(self, obj: Any, *, doc: loader.Document, item: int | None) -> ObjectReport | None:
+    def _object(
+        self, obj: Any, *, doc: loader.Document, item: int | None, path: str = ""
+    ) -> ObjectReport | None:
         if not isinstance(obj, Mapping) or not isinstance(obj.get("kind"), str):
             self.result.ignored[NOT_AN_OBJECT] += 1
             return None
@@ -162,11 +194,12 @@ class Auditor:
             kind=kind,
             namespace=_str(meta.get("namespace")) or DEFAULT_NAMESPACE,
             name=_name(meta),
+            item_path=path if "." in path else "",
         )
         containers = pod.spec.get("containers")
         if not isinstance(containers, list) or not containers:
             # The API server refuses such an object; checking it would report nonsense.
-            where = f" items[{item}]" if item is not None else ""
+            where = f" {path}" if path else ""
             self.result.errors.append(
                 loader.InputError(
                     source=doc.source,
@@ -175,6 +208,22 @@ class Auditor:
                     message=f"{ref.title}{where}: {pod.spec_path}.containers is missing or "
                     f"empty; not a valid {kind}",
                 )
+            )
+            return None
+        wrong = [
+            *fieldtypes.labels(meta.get("labels"), where="metadata.labels"),
+            *fieldtypes.problems(pod.spec, spec_path=pod.spec_path),
+        ]
+        if wrong:
+            where = f" {path}" if path else ""
+            self.result.errors.extend(
+                loader.InputError(
+                    source=doc.source,
+                    index=doc.index,
+                    line=doc.line,
+                    message=f"{ref.title}{where}: {problem}",
+                )
+                for problem in wrong[:MAX_TYPE_ERRORS]
             )
             return None
         report = self.review(pod, ref=ref, labels=_labels(meta.get("labels")))
@@ -258,6 +307,12 @@ def audit_object(
         policies, now=now, include_excluded=include_excluded, operator_namespace=operator_namespace
     )
     return auditor.add(loader.Document(source="<object>", index=1, line=1, obj=obj))
+
+
+def _is_list_kind(kind: object) -> bool:
+    # "List" (kubectl), "PodList", "DeploymentList", ...: a Kind is CamelCase, so a
+    # kind ending in "List" with an upper-case start is a list kind.
+    return isinstance(kind, str) and kind.endswith("List") and kind[:1].isupper()
 
 
 def _str(value: object) -> str:

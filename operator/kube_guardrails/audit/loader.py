@@ -4,8 +4,8 @@ Why not ``yaml.safe_load_all`` on the whole file: it stops at the first bad docu
 and takes every later one with it, and its line numbers would not say which document
 was wrong. Instead each stream is split at its document markers (``---`` / ``...`` at
 the start of a line, as kubectl's YAML reader does; in YAML a marker at column 0 cannot
-be part of a scalar) and each document is parsed on its own, with libyaml's C loader
-when it is available (several times faster than the pure-Python one). A malformed
+be part of a scalar) and each document is parsed on its own, by :mod:`safeyaml` (libyaml's C
+parser, with bounds on aliasing, depth and duplicate keys). A malformed
 document becomes an :class:`InputError` naming file, document index and line, and the
 documents after it are still read.
 
@@ -19,18 +19,23 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 import yaml
 
+from kube_guardrails.audit import safeyaml
+
 STDIN = "-"
 STDIN_NAME = "<stdin>"
 SUFFIXES = (".yaml", ".yml")
 
-# libyaml's loader when PyYAML was built with it; the safe pure-Python one otherwise.
-Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+Loader = safeyaml.Loader
+# Per file (and for stdin): far above any real manifest set (the API server stores at
+# most 1.5 MB per object), far below what would exhaust a CI runner.
+DEFAULT_MAX_FILE_SIZE = 64 * 1024 * 1024
 
 # A document marker: "---" (start) or "..." (end) at column 0, alone or followed by
 # blanks (content may follow "---" on the same line, e.g. "--- {kind: Pod}").
@@ -68,11 +73,15 @@ class InputError:
 
 
 def expand(paths: Sequence[str]) -> tuple[list[str], list[InputError]]:
-    """The files to read for the given paths, in a stable order, and the missing ones.
+    """The files to read for the given paths, in a stable order, and the bad ones.
 
     Directories are searched recursively for ``*.yaml`` and ``*.yml`` files, in sorted
-    order, skipping hidden directories (``.git``, ``.venv``, ...). A file named
-    explicitly is read whatever its suffix. A file reached twice is read once.
+    order, skipping hidden directories (``.git``, ``.venv``, ...). Symbolic links to
+    directories are followed, each real directory once (a link loop ends there). Only
+    regular files are read: a FIFO would block the run, a device (``/dev/zero``) never
+    ends; such a path given by name is an error, one found in a directory is skipped.
+    A file named explicitly is read whatever its suffix. A file reached twice is read
+    once.
     """
     files: list[str] = []
     errors: list[InputError] = []
@@ -87,36 +96,99 @@ def expand(paths: Sequence[str]) -> tuple[list[str], list[InputError]]:
     for path in paths:
         if path == STDIN:
             add(path)
-        elif os.path.isdir(path):
-            found = list(_walk(path))
-            for f in found:
+            continue
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as e:
+            message = (
+                "no such file or directory"
+                if isinstance(e, FileNotFoundError)
+                else (f"cannot read: {e.strerror or e}")
+            )
+            errors.append(InputError(source=display_name(path), message=message))
+            continue
+        if stat.S_ISDIR(mode):
+            for f in _walk(path):
                 add(f)
-        elif os.path.exists(path):
+        elif stat.S_ISREG(mode):
             add(path)
         else:
-            errors.append(InputError(source=path, message="no such file or directory"))
+            errors.append(InputError(source=display_name(path), message=_not_regular(mode)))
     return files, errors
 
 
+def _not_regular(mode: int) -> str:
+    what = (
+        "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode))
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
+    return (
+        f"not a regular file ({what}); only regular files are read: pipe other input "
+        "to 'kube-guardrails audit -'"
+    )
+
+
 def _walk(top: str) -> Iterator[str]:
-    for root, dirs, names in os.walk(top):
+    visited: set[tuple[int, int]] = set()
+    for root, dirs, names in os.walk(top, followlinks=True):
+        try:
+            st = os.stat(root)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in visited:
+            dirs[:] = []  # reached again through a symbolic link: read once, no loop
+            continue
+        visited.add((st.st_dev, st.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
-            if name.endswith(SUFFIXES):
-                yield os.path.join(root, name)
+            if not name.endswith(SUFFIXES):
+                continue
+            path = os.path.join(root, name)
+            try:
+                if not stat.S_ISREG(os.stat(path).st_mode):
+                    continue  # a FIFO or device named *.yaml: never opened
+            except OSError:
+                pass  # a dangling link: read() reports it
+            yield path
 
 
-def read(path: str, *, stdin: IO[bytes] | None = None) -> tuple[str | None, InputError | None]:
-    """The text of a file (``-``: standard input), or an error naming it."""
+def read(
+    path: str, *, stdin: IO[bytes] | None = None, max_file_size: int = DEFAULT_MAX_FILE_SIZE
+) -> tuple[str | None, InputError | None]:
+    """The text of a file (``-``: standard input), or an error naming it.
+
+    Never blocks on a FIFO and never reads more than ``max_file_size`` + 1 bytes: the
+    file is opened non-blocking and checked to be regular before anything is read.
+    """
     name = display_name(path)
     try:
         if path == STDIN:
-            data = (stdin if stdin is not None else sys.stdin.buffer).read()
+            stream = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
+            if stream is None:
+                return None, InputError(source=name, message="standard input is closed")
+            data = stream.read(max_file_size + 1)
         else:
-            with open(path, "rb") as f:
-                data = f.read()
-    except OSError as e:
-        return None, InputError(source=name, message=f"cannot read: {e.strerror or e}")
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+            with os.fdopen(fd, "rb") as f:
+                mode = os.fstat(f.fileno()).st_mode
+                if not stat.S_ISREG(mode):
+                    return None, InputError(source=name, message=_not_regular(mode))
+                data = f.read(max_file_size + 1)
+    except (OSError, ValueError) as e:  # ValueError: a closed stream
+        message = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        return None, InputError(source=name, message=f"cannot read: {message}")
+    if len(data) > max_file_size:
+        return None, InputError(
+            source=name,
+            message=f"larger than {max_file_size} bytes, the per-file limit; not read "
+            "(raise it with --max-file-size)",
+        )
     try:
         return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as e:
@@ -124,7 +196,19 @@ def read(path: str, *, stdin: IO[bytes] | None = None) -> tuple[str | None, Inpu
 
 
 def display_name(path: str) -> str:
-    return STDIN_NAME if path == STDIN else path
+    """The path as shown in reports: bytes that are not UTF-8 (a file name is any bytes
+    on Linux) shown as ``\\xff``, so every report stays valid UTF-8, JSON and SARIF."""
+    if path == STDIN:
+        return STDIN_NAME
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            raw = path.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return path.encode("utf-8", "backslashreplace").decode("utf-8")
+        return raw.decode("utf-8", "backslashreplace")
+    return path
 
 
 def split(text: str) -> Iterator[tuple[int, str]]:
@@ -163,7 +247,7 @@ def parse(text: str, source: str) -> Iterator[Document | InputError]:
         index += 1
         line = chunk_line + chunk.count("\n", 0, content.start())
         try:
-            obj = yaml.load(chunk, Loader=Loader)
+            obj = safeyaml.load(chunk)
         except yaml.YAMLError as e:
             yield _yaml_error(e, source=source, index=index, line=line, chunk_line=chunk_line)
             continue
@@ -176,6 +260,9 @@ def parse(text: str, source: str) -> Iterator[Document | InputError]:
 def _yaml_error(
     e: yaml.YAMLError, *, source: str, index: int, line: int, chunk_line: int
 ) -> InputError:
+    if isinstance(e, safeyaml.UnsafeYAMLError):
+        at = line if e.line is None else chunk_line + e.line
+        return InputError(source=source, index=index, line=at, message=f"refused: {e.message}")
     if isinstance(e, yaml.MarkedYAMLError):
         parts = [p for p in (e.context, e.problem) if p]
         what = ": ".join(parts) or "malformed YAML"
@@ -192,9 +279,11 @@ def _yaml_error(
     return InputError(source=source, index=index, line=line, message=f"invalid YAML: {e}")
 
 
-def load(path: str, *, stdin: IO[bytes] | None = None) -> Iterator[Document | InputError]:
+def load(
+    path: str, *, stdin: IO[bytes] | None = None, max_file_size: int = DEFAULT_MAX_FILE_SIZE
+) -> Iterator[Document | InputError]:
     """Read and parse one file (or stdin): its documents and errors, in order."""
-    text, error = read(path, stdin=stdin)
+    text, error = read(path, stdin=stdin, max_file_size=max_file_size)
     if text is None:
         if error is not None:
             yield error

@@ -12,13 +12,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import pathlib
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from importlib import metadata
-from typing import Any
+from typing import Any, Protocol
 
 from kube_guardrails import __version__
 from kube_guardrails.audit import core, loader
@@ -134,45 +135,87 @@ _STYLE = {
 }
 
 
+def _escape_table() -> dict[int, str]:
+    table = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+    table.update({ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"})
+    # Bidirectional overrides and isolates ("Trojan Source"): they reorder what is shown.
+    for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C):
+        table[c] = f"\\u{c:04x}"
+    return table
+
+
+_ESCAPES = _escape_table()
+
+
+def escape(text: object) -> str:
+    """Text from the input made safe for a terminal: control characters shown escaped.
+
+    Names, images and messages come from files anyone can write: raw, an ESC could clear
+    the screen or write the clipboard (OSC 52), a CR could overprint a fake "PASS" line.
+    """
+    return str(text).translate(_ESCAPES)
+
+
 def render_table(report: Report, *, color: bool = False) -> str:
-    """Findings grouped by object, then errors, then a summary; colour only if asked."""
+    """Findings grouped by object, then errors, then a summary; colour only if asked.
+
+    Every piece of input is escaped (:func:`escape`) before the colours are added.
+    """
+    return "".join(line + "\n" for line in _table_lines(report, color=color))
+
+
+def write_table(report: Report, stream: Writer, *, color: bool = False) -> None:
+    """:func:`render_table` written in pieces of about 64 KB, never whole in memory."""
+    batch: list[str] = []
+    size = 0
+    for line in _table_lines(report, color=color):
+        batch.append(line)
+        size += len(line) + 1
+        if size >= 65536:
+            stream.write("\n".join(batch) + "\n")
+            batch, size = [], 0
+    if batch:
+        stream.write("\n".join(batch) + "\n")
+
+
+def _table_lines(report: Report, *, color: bool) -> Iterator[str]:
 
     def paint(style: str, text: str) -> str:
+        text = escape(text)
         return f"{_STYLE[style]}{text}{_RESET}" if color else text
 
-    lines: list[str] = []
-    with_findings = [o for o in report.result.objects if o.findings]
-    for obj in with_findings:
+    for obj in (o for o in report.result.objects if o.findings):
         ref = obj.ref
         header = f"{ref.where} (line {ref.line})  {ref.title}"
-        lines.append(paint("bold", header))
+        yield paint("bold", header)
         multi_policy = len({f.policy for f in obj.findings}) > 1 or len(report.policies) > 1
         check_w = max(len(f.finding.check) for f in obj.findings)
-        cont_w = max(len(f.finding.container or "-") for f in obj.findings)
+        cont_w = max(len(escape(f.finding.container or "-")) for f in obj.findings)
         pad = " " * (2 + 8 + 2 + check_w + 2 + cont_w + 2)
         for i, af in enumerate(obj.findings):
             f = af.finding
             sev = f.severity.label
             policy = f" [{af.policy}]" if multi_policy else ""
-            lines.append(
-                f"  {paint(sev, sev.upper().ljust(8))}  {f.check.ljust(check_w)}  "
-                f"{(f.container or '-').ljust(cont_w)}  {f.message}{policy}"
+            container = escape(f.container or "-").ljust(cont_w)
+            rest = escape(f"{f.message}{policy}")
+            yield (
+                f"  {paint(sev, sev.upper().ljust(8))}  {escape(f.check.ljust(check_w))}  "
+                f"{container}  {rest}"
             )
-            lines.append(paint("dim", f"{pad}at {f.path}"))
+            yield paint("dim", f"{pad}at {f.path}")
             following = obj.findings[i + 1].finding if i + 1 < len(obj.findings) else None
             if following is None or (following.check, following.hint) != (f.check, f.hint):
                 # One hint per run of findings of the same check: it is the same text.
-                lines.append(paint("dim", f"{pad}hint: {f.hint}"))
+                yield paint("dim", f"{pad}hint: {f.hint}")
         for pol, idx in obj.expired_exemptions:
-            lines.append(paint("dim", f"  note: exemption {idx} of policy {pol} has expired"))
-        lines.append("")
+            yield paint("dim", f"  note: exemption {idx} of policy {pol} has expired")
+        yield ""
     if report.result.errors:
-        lines.append(paint("error", "ERRORS (these inputs were not checked)"))
+        yield paint("error", "ERRORS (these inputs were not checked)")
         for e in report.result.errors:
-            lines.append(f"  {e.where()}: {e.message}")
-        lines.append("")
-    lines.extend(_summary_lines(report, paint))
-    return "\n".join(lines) + "\n"
+            yield escape(f"  {e.where()}: {e.message}")
+        yield ""
+    yield from _summary_lines(report, paint)
 
 
 def _summary_lines(report: Report, paint: Any) -> list[str]:
@@ -185,18 +228,20 @@ def _summary_lines(report: Report, paint: Any) -> list[str]:
         f"findings; {s['findings']} finding(s)" + (f" ({sev})" if sev else "") + "."
     )
     names = ", ".join(f"{p.name} ({p.pod_security}, {p.source})" for p in report.policies)
-    out.append(f"Policy: {names}.")
+    out.append(escape(f"Policy: {names}."))
     if s["excluded"]:
         namespaces = sorted(
             {o.ref.namespace for o in report.result.objects if o.status is core.Status.EXCLUDED}
         )
         out.append(
-            f"Not checked: {s['excluded']} workload(s) in namespaces the policy excludes "
-            f"({', '.join(namespaces)}); --include-excluded checks them too."
+            escape(
+                f"Not checked: {s['excluded']} workload(s) in namespaces the policy excludes "
+                f"({', '.join(namespaces)}); --include-excluded checks them too."
+            )
         )
     if s["ignored"]:
         kinds = ", ".join(f"{k} {n}" for k, n in s["ignored"].items())
-        out.append(f"Ignored (no pod spec): {kinds}.")
+        out.append(escape(f"Ignored (no pod spec): {kinds}."))
     if s["errors"]:
         out.append(paint("error", f"{s['errors']} input error(s): see ERRORS above."))
     if s["failed"]:
@@ -215,6 +260,19 @@ def _summary_lines(report: Report, paint: Any) -> list[str]:
 
 def render_json(report: Report) -> str:
     """The documented JSON layout (see the README's "JSON output" section)."""
+    out = io.StringIO()
+    write_json(report, out)
+    return out.getvalue()
+
+
+class Writer(Protocol):
+    """Where a report goes: a text stream, or anything with ``write(str)``."""
+
+    def write(self, text: str, /) -> object: ...
+
+
+def write_json(report: Report, stream: Writer) -> None:
+    """:func:`render_json` written piece by piece: one object's dict at a time in memory."""
     doc: dict[str, Any] = {
         "schemaVersion": JSON_SCHEMA_VERSION,
         "tool": {"name": TOOL_NAME, "version": __version__},
@@ -223,10 +281,59 @@ def render_json(report: Report) -> str:
             for p in report.policies
         ],
         "summary": summary(report),
-        "objects": [_object_json(o) for o in report.result.objects],
-        "errors": [_error_json(e) for e in report.result.errors],
+        "objects": _Lazy(_object_json(o) for o in report.result.objects),
+        "errors": _Lazy(_error_json(e) for e in report.result.errors),
     }
-    return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+    _emit(stream.write, doc, 0)
+    stream.write("\n")
+
+
+class _Lazy:
+    """A JSON array produced item by item while it is written (see :func:`_emit`)."""
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self.items = items
+
+
+def _has_lazy(value: Any) -> bool:
+    if isinstance(value, _Lazy):
+        return True
+    if isinstance(value, dict):
+        return any(_has_lazy(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_lazy(v) for v in value)
+    return False
+
+
+def _emit(write: Callable[[str], Any], value: Any, level: int) -> None:
+    """Write ``value`` exactly as ``json.dumps(value, indent=2)`` would, streaming _Lazy.
+
+    A report holds a few dicts per finding: built all at once for a large input, with
+    the encoder's chunks and the final string, that was several times the input's size
+    in memory. Only the skeleton around the lazy arrays is walked here; everything else
+    goes through ``json.dumps`` (ASCII output, so structural newlines are the only ones
+    and re-indenting them is safe).
+    """
+    pad, close = "  " * (level + 1), "  " * level
+    if isinstance(value, _Lazy) or (isinstance(value, list) and _has_lazy(value)):
+        first = True
+        for item in value.items if isinstance(value, _Lazy) else value:
+            write("[\n" if first else ",\n")
+            write(pad)
+            _emit(write, item, level + 1)
+            first = False
+        write("[]" if first else f"\n{close}]")
+    elif isinstance(value, dict) and value and _has_lazy(value):
+        write("{\n")
+        for i, (key, item) in enumerate(value.items()):
+            if i:
+                write(",\n")
+            write(f"{pad}{json.dumps(key)}: ")
+            _emit(write, item, level + 1)
+        write(f"\n{close}}}")
+    else:
+        text = json.dumps(value, indent=2)
+        write(text.replace("\n", "\n" + close) if level else text)
 
 
 def _object_json(o: core.ObjectReport) -> dict[str, Any]:
@@ -268,6 +375,13 @@ def _error_json(e: loader.InputError) -> dict[str, Any]:
 
 def render_sarif(report: Report, *, cwd: str | None = None) -> str:
     """A SARIF 2.1.0 log with one run; results point at the manifest's document line."""
+    out = io.StringIO()
+    write_sarif(report, out, cwd=cwd)
+    return out.getvalue()
+
+
+def write_sarif(report: Report, stream: Writer, *, cwd: str | None = None) -> None:
+    """:func:`render_sarif` written piece by piece (see :func:`write_json`)."""
     cwd = cwd or os.getcwd()
     checks = registry.all_checks()
     rule_index = {c.id: i for i, c in enumerate(checks)}
@@ -280,19 +394,19 @@ def render_sarif(report: Report, *, cwd: str | None = None) -> str:
     uri = information_uri()
     if uri:
         driver["informationUri"] = uri
-    results = [
+    results = _Lazy(
         _result(o, af, rule_index=rule_index, cwd=cwd)
         for o in report.result.objects
         for af in o.findings
-    ]
-    notifications = [
+    )
+    notifications = _Lazy(
         {
             "level": "error",
             "message": {"text": f"{e.where()}: {e.message}"},
             "locations": [{"physicalLocation": _physical(e.source, e.line, cwd=cwd)}],
         }
         for e in report.result.errors
-    ]
+    )
     invocation: dict[str, Any] = {
         "executionSuccessful": not report.result.errors,
         "toolExecutionNotifications": notifications,
@@ -305,7 +419,8 @@ def render_sarif(report: Report, *, cwd: str | None = None) -> str:
         "properties": {"summary": summary(report)},
     }
     log = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
-    return json.dumps(log, indent=2) + "\n"
+    _emit(stream.write, log, 0)
+    stream.write("\n")
 
 
 def information_uri() -> str | None:

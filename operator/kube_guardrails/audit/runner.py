@@ -33,6 +33,7 @@ class Job:
     policies: tuple[policy_model.Policy, ...]
     now: datetime.datetime
     include_excluded: bool
+    max_file_size: int = loader.DEFAULT_MAX_FILE_SIZE
 
 
 def default_jobs() -> int:
@@ -41,6 +42,12 @@ def default_jobs() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def workers(jobs: int, *, chunks: int, cpus: int | None = None) -> int:
+    """Worker processes for ``-j jobs``: more than CPUs only compete for them, more than
+    chunks of work sit idle, and ``-j 100000`` must not fork 100,000 processes."""
+    return max(1, min(jobs, cpus or default_jobs(), chunks))
 
 
 def audit_files(
@@ -57,7 +64,9 @@ def audit_files(
     chunks = [list(files[i : i + CHUNK_FILES]) for i in range(0, len(files), CHUNK_FILES)]
     try:
         result = core.AuditResult()
-        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers(jobs, chunks=len(chunks))
+        ) as pool:
             for part in pool.map(_audit_chunk, chunks, [job] * len(chunks)):
                 merge(result, part)
                 if progress is not None:
@@ -74,7 +83,7 @@ def _sequential(
 ) -> core.AuditResult:
     auditor = _auditor(job)
     for path in files:
-        for item in loader.load(path, stdin=stdin):
+        for item in loader.load(path, stdin=stdin, max_file_size=job.max_file_size):
             auditor.add(item)
         auditor.result.files += 1
         if progress is not None:

@@ -175,8 +175,14 @@ def _resource_problem(res: Mapping[str, Any], *, section: str, name: str) -> str
     if value is None:
         return f"sets no {what}"
     if amount is None:
-        return f"sets {what} {value!r}, which is not a Kubernetes quantity"
-    return f"sets {what} {value!r}, which reserves nothing"
+        return f"sets {what} {_shown(value)}, which is not a Kubernetes quantity"
+    return f"sets {what} {_shown(value)}, which reserves nothing"
+
+
+def _shown(value: object) -> str:
+    # A manifest may hold a 20,000-character "quantity": name it, don't repeat it.
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 64 else "a huge number"
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
 
 
 # --------------------------------------------------------------------------- probes
@@ -336,7 +342,7 @@ def image_tag(ctx: registry.Context) -> Iterator[registry.Violation]:
         if ref.digest is not None:
             if _DIGEST.match(ref.digest):
                 continue
-            problem = f"has a malformed digest {ref.digest!r}"
+            problem = f"has a malformed digest {_shown(ref.digest)}"
         elif ref.tag is None:
             problem = "has no tag, so it pulls whatever :latest points to at the time"
         elif ref.tag == "latest":

@@ -314,21 +314,43 @@ def _parse_exemption(index: int, raw: object, p: str, known: Collection[str] | N
     )
 
 
+MIN_YEAR = 1970
+MAX_YEAR = 9998
+
+
 def parse_time(value: object, field: str) -> datetime.datetime:
-    """An RFC 3339 timestamp (``2027-01-31T00:00:00Z``) as an aware datetime."""
+    """An RFC 3339 timestamp (``2027-01-31T00:00:00Z``) as an aware datetime in UTC.
+
+    Only years :data:`MIN_YEAR` to :data:`MAX_YEAR` (in UTC): at the edges of the
+    calendar, applying an offset or adding a grace period raises OverflowError
+    (``0001-01-01T00:00:00+01:00``), and an exemption or a violation time there is a
+    typo anyway. Values come from users (policies, annotations), so the error names the
+    field instead of escaping as an exception.
+    """
     if isinstance(value, datetime.datetime):  # YAML loaders turn timestamps into datetimes
-        return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
-    if not isinstance(value, str) or not value:
+        parsed = value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+        shown = str(value)
+    elif not isinstance(value, str) or not value:
         raise PolicyError(field, "is required: an RFC 3339 time such as 2027-01-31T00:00:00Z")
+    else:
+        shown = repr(value) if len(value) <= 64 else repr(value[:61] + "...")
+        if len(value) > 64:
+            raise PolicyError(field, f"{shown} is not an RFC 3339 time (e.g. 2027-01-31T00:00:00Z)")
+        try:
+            parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise PolicyError(
+                field, f"{shown} is not an RFC 3339 time (e.g. 2027-01-31T00:00:00Z)"
+            ) from None
+        if parsed.tzinfo is None:
+            raise PolicyError(field, f"{shown} has no time zone; add Z or an offset")
     try:
-        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise PolicyError(
-            field, f"{value!r} is not an RFC 3339 time (e.g. 2027-01-31T00:00:00Z)"
-        ) from None
-    if parsed.tzinfo is None:
-        raise PolicyError(field, f"{value!r} has no time zone; add Z or an offset")
-    return parsed
+        utc = parsed.astimezone(datetime.UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not MIN_YEAR <= utc.year <= MAX_YEAR:
+        raise PolicyError(field, f"{shown} is out of range (years {MIN_YEAR} to {MAX_YEAR})")
+    return utc
 
 
 # --------------------------------------------------------------------------- helpers

@@ -2,6 +2,12 @@
 
 The model layer may not import ``kubernetes``, whose ``utils.parse_quantity`` does the
 same; this follows the same grammar (apimachinery ``resource.Quantity``).
+
+Quantities come from files and objects anyone can write, so parsing is linear and
+bounded: at most :data:`MAX_LENGTH` characters, a pattern without nested repetition
+(``\\d+\\.?\\d*`` backtracked quadratically on ``"111...1x"``), an exponent of at most
+three digits and a result of at most :data:`MAX_MAGNITUDE`, so no ``decimal.Overflow``
+(``"1e999999999"``) and no NaN or infinity (YAML's ``.nan``, ``.inf``) ever leaves here.
 """
 
 from __future__ import annotations
@@ -29,9 +35,13 @@ _SUFFIXES: dict[str, decimal.Decimal] = {
 }
 
 _PATTERN = re.compile(
-    r"^(?P<num>[+-]?(?:\d+\.?\d*|\.\d+))"
-    r"(?:(?P<exp>[eE][+-]?\d+)|(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$"
+    r"(?P<num>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
+    r"(?:(?P<exp>[eE][+-]?[0-9]{1,3})|(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)"
 )
+# Far beyond any real request or limit (an exbibyte is about 1.2e18), far below where
+# Decimal arithmetic gets slow or overflows.
+MAX_MAGNITUDE = decimal.Decimal("1e30")
+MAX_LENGTH = 64
 
 
 class QuantityError(ValueError):
@@ -60,14 +70,41 @@ def parse_quantity(value: object) -> decimal.Decimal:
 def _parse(value: object) -> decimal.Decimal:
     if isinstance(value, bool):
         raise QuantityError(f"{value!r} is not a quantity")
-    if isinstance(value, int | float):
-        return decimal.Decimal(str(value))
+    if isinstance(value, int):
+        if abs(value) > MAX_MAGNITUDE:
+            raise QuantityError(f"{_show(value)} is too large for a quantity")
+        return decimal.Decimal(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise QuantityError(f"{value!r} is not a quantity (not a finite number)")
+        return _bounded(decimal.Decimal(str(value)), value)
     if not isinstance(value, str):
-        raise QuantityError(f"{value!r} is not a quantity")
-    match = _PATTERN.match(value.strip())
+        raise QuantityError(f"{_show(value)} is not a quantity")
+    text = value.strip()
+    if len(text) > MAX_LENGTH:
+        raise QuantityError(
+            f"{_show(value)} is not a quantity (longer than {MAX_LENGTH} characters)"
+        )
+    match = _PATTERN.fullmatch(text)
     if not match:
-        raise QuantityError(f"{value!r} is not a quantity (examples: 100m, 0.5, 128Mi, 1G)")
+        raise QuantityError(f"{_show(value)} is not a quantity (examples: 100m, 0.5, 128Mi, 1G)")
     number = decimal.Decimal(match.group("num"))
-    if match.group("exp"):
-        return number * (decimal.Decimal(10) ** int(match.group("exp")[1:]))
-    return number * _SUFFIXES[match.group("suffix") or ""]
+    exp = match.group("exp")
+    if exp:
+        # scaleb: exact, and the exponent has at most three digits (the pattern).
+        return _bounded(number.scaleb(int(exp[1:])), value)
+    return _bounded(number * _SUFFIXES[match.group("suffix") or ""], value)
+
+
+def _bounded(number: decimal.Decimal, value: object) -> decimal.Decimal:
+    if abs(number) > MAX_MAGNITUDE:
+        raise QuantityError(f"{_show(value)} is too large for a quantity")
+    return number
+
+
+def _show(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value) if value.bit_length() < 256 else "a number with too many digits"
+    else:
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -102,7 +102,19 @@ def _validator() -> Any:
     checker = jsonschema.FormatChecker(formats=())
     checker.checks("date-time")(_is_date_time)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
-    return cls(schema, format_checker=checker)
+    original = cls.VALIDATORS["pattern"]
+
+    def bounded_pattern(validator: Any, pattern: Any, instance: Any, node: Any) -> Any:
+        # jsonschema runs every keyword: a string far over maxLength would still go
+        # through the pattern, and some patterns (label keys) backtrack quadratically on
+        # megabytes. Over the limit, the maxLength error alone says what is wrong.
+        limit = node.get("maxLength")
+        if isinstance(instance, str) and isinstance(limit, int) and len(instance) > limit:
+            return ()
+        return original(validator, pattern, instance, node)
+
+    bounded = jsonschema.validators.extend(cls, {"pattern": bounded_pattern})
+    return bounded(schema, format_checker=checker)
 
 
 def _is_date_time(value: object) -> bool:
@@ -224,6 +236,14 @@ _TYPE_WORDS = {
 }
 
 
+def _not_a_time(instance: Any) -> str:
+    # One message for the format and the year-range pattern, so a bad time is one error.
+    return (
+        f"{_describe(instance)} is not an RFC 3339 time in the years 1970 to 9998 "
+        "(e.g. 2027-01-31T00:00:00Z)"
+    )
+
+
 def _convert(error: Any) -> SchemaError:
     """A jsonschema error as (field path, message in the words the API server would use)."""
     parts: list[str | int] = list(error.absolute_path)
@@ -271,8 +291,10 @@ def _convert(error: Any) -> SchemaError:
             message = f"{_describe(instance)} is not a quantity (examples: 100m, 0.5, 128Mi, 1G)"
         elif expected == r"\S":
             message = "must not be blank"
+        elif str(expected).startswith("^(19[7-9]"):
+            message = _not_a_time(instance)
     elif validator == "format" and expected == "date-time":
-        message = f"{_describe(instance)} is not an RFC 3339 time (e.g. 2027-01-31T00:00:00Z)"
+        message = _not_a_time(instance)
     else:
         message = str(error.message)
     return SchemaError(field, message)
