@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import pathlib
 import re
 import urllib.request
@@ -11,7 +12,7 @@ import pytest
 import yaml
 from prometheus_client import parser
 
-from kube_guardrails import __version__, metrics
+from kube_guardrails import __version__, metrics, settings
 
 
 def samples(m: metrics.Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -261,3 +262,39 @@ def test_alert_rules_use_only_exported_metrics_and_labels(rule: dict[str, Any]) 
     assert used_labels <= available, used_labels - available
     assert rule["labels"]["severity"] in ("critical", "warning", "info")
     assert rule["annotations"]["summary"]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _settings(argv: list[str], env: dict[str, str]) -> settings.Settings:
+    parser = argparse.ArgumentParser()
+    settings.add_arguments(parser)
+    return settings.from_args(parser.parse_args(argv), env)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        pytest.param([], {}, "0.0.0.0:9095", id="default"),
+        pytest.param(
+            [], {"KUBE_GUARDRAILS_METRICS_ADDRESS": "127.0.0.1:19095"}, "127.0.0.1:19095", id="env"
+        ),
+        pytest.param(
+            ["--metrics-address", "[::]:9100"],
+            {"KUBE_GUARDRAILS_METRICS_ADDRESS": "x"},
+            "[::]:9100",
+            id="flag-wins",
+        ),
+        pytest.param([], {"KUBE_GUARDRAILS_METRICS_ADDRESS": ""}, "", id="empty-turns-off"),
+    ],
+)
+def test_metrics_address_setting(argv: list[str], env: dict[str, str], expected: str) -> None:
+    assert _settings(argv, env).metrics_address == expected
+
+
+def test_a_bad_metrics_address_names_the_setting() -> None:
+    with pytest.raises(
+        settings.SettingsError, match=r"KUBE_GUARDRAILS_METRICS_ADDRESS.*not a number"
+    ):
+        _settings([], {"KUBE_GUARDRAILS_METRICS_ADDRESS": "0.0.0.0:metrics"})

@@ -70,6 +70,30 @@ class Source(Protocol):
         """The violating workloads of a namespace, with their findings."""
 
 
+class Reviews(Protocol):
+    """What ``services.workloads.WorkloadService`` offers the reports (see FromReviews)."""
+
+    def reports_ready(self) -> bool: ...
+    def violating_namespaces(self) -> list[str]: ...
+    def report_entries(self, namespace: str) -> list[reports.Entry]: ...
+
+
+class FromReviews:
+    """The workload review as the :class:`Source` of the reports."""
+
+    def __init__(self, reviews: Reviews) -> None:
+        self._reviews = reviews
+
+    def ready(self) -> bool:
+        return self._reviews.reports_ready()
+
+    def violating_namespaces(self) -> Iterable[str]:
+        return self._reviews.violating_namespaces()
+
+    def entries(self, namespace: str) -> list[reports.Entry]:
+        return self._reviews.report_entries(namespace)
+
+
 Content = dict[str, Any]
 
 
@@ -132,6 +156,11 @@ class ReportService:
         """The namespace was deleted, and its Report with it (nothing to delete)."""
         self._known.pop(namespace, None)
         self._due.pop(namespace, None)
+
+    @property
+    def known_count(self) -> int:
+        """Namespaces with a Report of ours (health endpoint)."""
+        return len(self._known)
 
     def known(self) -> dict[str, Content]:
         """What each namespace's Report holds, as far as this service knows (tests, probe)."""
