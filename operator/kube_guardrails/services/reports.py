@@ -39,6 +39,7 @@ DEBOUNCE_SECONDS = 2.0
 DISCOVERY_INTERVAL_SECONDS = 60.0
 RESYNC_INTERVAL_SECONDS = 600.0
 RETRY_AFTER_SECONDS = 10.0
+NOT_READY_POLL_SECONDS = 1.0
 
 
 class Gateway(Protocol):
@@ -193,10 +194,14 @@ class ReportService:
             await self._flush(now)
         candidates = [self._next_discovery]
         if self.served:
-            if self._next_resync is not None:
-                candidates.append(self._next_resync)
-            if self._due and self._source.ready():
-                candidates.append(min(self._due.values()))
+            if not self._source.ready():
+                # Nothing wakes us when the first review pass ends: look again soon.
+                candidates.append(now + NOT_READY_POLL_SECONDS)
+            else:
+                if self._next_resync is not None:
+                    candidates.append(self._next_resync)
+                if self._due:
+                    candidates.append(min(self._due.values()))
         return min(candidates)
 
     async def _discover(self, now: float) -> None:
