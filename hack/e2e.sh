@@ -23,6 +23,12 @@
 #   E2E_RESYNC_SECONDS    operator resync interval for the run (default 5)
 #   E2E_STATUS_SECONDS    operator status batching interval (default 1)
 #   E2E_LIVENESS_PORT     local mode: port of the liveness endpoint (default 18080)
+#   E2E_METRICS_PORT      local mode: port of the operator's /metrics (default 19095); the
+#                         metrics tests read KUBE_GUARDRAILS_E2E_METRICS_URL
+#   E2E_METRICS_URL       in-cluster mode: where the tests reach /metrics (e.g. through
+#                         kubectl port-forward); unset: the metrics tests skip
+#   E2E_REPORT_CRD        1 (default): install the test OpenReports Report CRD
+#                         (tests/data/openreports.io_reports.yaml) before the operator starts
 #   E2E_IMAGE             in-cluster mode: operator image (default: the one in manifests/)
 #   E2E_KIND_LOAD=1       in-cluster mode: `kind load docker-image $E2E_IMAGE` first
 #   E2E_WORKDIR           where the operator log and pid file go ($TMPDIR/kube-guardrails-e2e)
@@ -51,6 +57,8 @@ else
   STATUS_INTERVAL="${E2E_STATUS_SECONDS:-1}"
 fi
 PORT="${E2E_LIVENESS_PORT:-18080}"
+METRICS_PORT="${E2E_METRICS_PORT:-19095}"
+REPORT_CRD="${E2E_REPORT_CRD:-1}"
 WORKDIR="${E2E_WORKDIR:-${TMPDIR:-/tmp}/kube-guardrails-e2e}"
 LOG="$WORKDIR/operator.log"
 PIDFILE="$WORKDIR/operator.pid"
@@ -85,6 +93,7 @@ start_local() {
     --resync-seconds "$RESYNC" \
     --status-interval-seconds "$STATUS_INTERVAL" \
     --liveness "$LIVENESS_URL" \
+    --metrics-address "127.0.0.1:$METRICS_PORT" \
     --log-format console \
     </dev/null >>"$LOG" 2>&1 &
   echo $! >"$PIDFILE"
@@ -219,6 +228,13 @@ say "context: $CONTEXT; operator: $MODE; resync: ${RESYNC}s"
 say "applying the CRD"
 kubectl apply -f crds/
 kubectl wait --for=condition=Established --timeout=60s crd/guardrailpolicies.kube-guardrails.io
+if [ "$REPORT_CRD" = "1" ]; then
+  # Before the operator starts, so it writes Reports from the start (it also finds a CRD
+  # installed later, within a minute).
+  say "applying the test OpenReports Report CRD (tests/data/openreports.io_reports.yaml)"
+  kubectl apply -f tests/data/openreports.io_reports.yaml
+  kubectl wait --for=condition=Established --timeout=60s crd/reports.openreports.io
+fi
 
 status=0
 # shellcheck disable=SC2329  # the EXIT trap
@@ -256,8 +272,13 @@ export KUBE_GUARDRAILS_E2E_OPERATOR="$MODE"
 export KUBE_GUARDRAILS_E2E_LIVENESS_URL="$LIVENESS_URL"
 export KUBE_GUARDRAILS_E2E_RESYNC_SECONDS="$RESYNC"
 export KUBE_GUARDRAILS_E2E_STATUS_INTERVAL_SECONDS="$STATUS_INTERVAL"
-export KUBE_GUARDRAILS_E2E_RESTART_COMMAND="E2E_OPERATOR=$MODE E2E_WORKDIR='$WORKDIR' E2E_LIVENESS_PORT=$PORT E2E_RESYNC_SECONDS=$RESYNC E2E_STATUS_SECONDS=$STATUS_INTERVAL E2E_SERVICE_ACCOUNT=$USE_SA KUBECONFIG='${KUBECONFIG:-}' '$ROOT/hack/e2e.sh' restart-operator"
+export KUBE_GUARDRAILS_E2E_RESTART_COMMAND="E2E_OPERATOR=$MODE E2E_WORKDIR='$WORKDIR' E2E_LIVENESS_PORT=$PORT E2E_METRICS_PORT=$METRICS_PORT E2E_RESYNC_SECONDS=$RESYNC E2E_STATUS_SECONDS=$STATUS_INTERVAL E2E_SERVICE_ACCOUNT=$USE_SA KUBECONFIG='${KUBECONFIG:-}' '$ROOT/hack/e2e.sh' restart-operator"
 export KUBE_GUARDRAILS_E2E_CONTEXT="$CONTEXT"
+if [ "$MODE" = "local" ]; then
+  export KUBE_GUARDRAILS_E2E_METRICS_URL="http://127.0.0.1:${METRICS_PORT}/metrics"
+elif [ -n "${E2E_METRICS_URL:-}" ]; then
+  export KUBE_GUARDRAILS_E2E_METRICS_URL="$E2E_METRICS_URL"
+fi
 if [ "$MODE" = "in-cluster" ] || [ "$USE_SA" = "1" ]; then
   export KUBE_GUARDRAILS_E2E_OPERATOR_ACCOUNT="system:serviceaccount:$NAMESPACE:$SERVICE_ACCOUNT"
 fi

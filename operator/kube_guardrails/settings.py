@@ -13,7 +13,7 @@ import os
 import urllib.parse
 from collections.abc import Mapping
 
-from kube_guardrails import OPERATOR_NAMESPACE
+from kube_guardrails import OPERATOR_NAMESPACE, metrics
 
 ENV_PREFIX = "KUBE_GUARDRAILS_"
 
@@ -43,6 +43,9 @@ class Settings:
     #: Seconds before retrying an eviction a PodDisruptionBudget refused (429); doubles on
     #: each refusal, capped at 300 s. The Pod is never deleted directly.
     eviction_backoff_seconds: float = 5.0
+    #: ``HOST:PORT`` of the Prometheus ``/metrics`` endpoint (``[::]:9095`` for IPv6);
+    #: empty: no endpoint.
+    metrics_address: str = metrics.DEFAULT_ADDRESS
 
 
 _FIELDS: dict[str, tuple[str, str]] = {
@@ -61,6 +64,10 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "eviction_backoff_seconds": (
         "--eviction-backoff-seconds",
         "seconds before retrying an eviction a PodDisruptionBudget refused (doubles, max 300)",
+    ),
+    "metrics_address": (
+        "--metrics-address",
+        "HOST:PORT of the Prometheus /metrics endpoint (empty: none)",
     ),
 }
 
@@ -128,6 +135,12 @@ def build(raw: Mapping[str, str]) -> Settings:
                     f"{where}: {value!r} is not an http://HOST:PORT/PATH URL (or empty for none)"
                 )
             values[field] = value
+        elif field == "metrics_address":
+            try:
+                metrics.parse_address(value)
+            except metrics.MetricsError as e:
+                raise SettingsError(f"{where}: {e}") from None
+            values[field] = value.strip()
         elif field == "namespace":
             if not value:
                 raise SettingsError(f"{where}: must not be empty")

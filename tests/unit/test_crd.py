@@ -111,16 +111,30 @@ def test_crd_identity() -> None:
 
 def test_printer_columns() -> None:
     columns = [
-        (c["name"], c["type"], c["jsonPath"])
+        (c["name"], c["type"], c["jsonPath"], c.get("priority", 0))
         for c in crd()["spec"]["versions"][0]["additionalPrinterColumns"]
     ]
+    # priority 1: shown by `kubectl get gp -o wide` only.
     assert columns == [
-        ("Mode", "string", ".spec.mode"),
-        ("Namespaces", "integer", ".status.namespaces.hardened"),
-        ("Violations", "integer", ".status.violations.total"),
-        ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
-        ("Age", "date", ".metadata.creationTimestamp"),
+        ("Mode", "string", ".spec.mode", 0),
+        ("Namespaces", "integer", ".status.namespaces.hardened", 0),
+        ("Matched", "integer", ".status.namespaces.matched", 1),
+        ("Violations", "integer", ".status.violations.total", 0),
+        ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status', 0),
+        ("Reason", "string", '.status.conditions[?(@.type=="Ready")].reason', 1),
+        ("Last Reconcile", "date", ".status.lastReconcileTime", 1),
+        ("Age", "date", ".metadata.creationTimestamp", 0),
     ]
+
+
+def test_every_printer_column_reads_a_field_the_schema_has() -> None:
+    status = root_schema()["properties"]["status"]["properties"]
+    assert status["lastReconcileTime"] == {
+        "type": "string",
+        "format": "date-time",
+        "description": status["lastReconcileTime"]["description"],
+    }
+    assert set(status["namespaces"]["properties"]) == {"matched", "hardened"}
 
 
 # --------------------------------------------------------------------------- structure

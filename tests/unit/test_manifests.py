@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kube_guardrails import OPERATOR_NAMESPACE, settings
+from kube_guardrails import OPERATOR_NAMESPACE, metrics, settings
 from kube_guardrails.k8s import watch
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -76,6 +76,7 @@ def test_kustomize_build_renders_the_install() -> None:
         ("CustomResourceDefinition", "guardrailpolicies.kube-guardrails.io"),
         ("Deployment", NAME),
         ("Namespace", OPERATOR_NAMESPACE),
+        ("Service", "kube-guardrails-metrics"),
         ("ServiceAccount", NAME),
         ("ValidatingAdmissionPolicy", "kube-guardrails-protect-managed-objects"),
         ("ValidatingAdmissionPolicy", "kube-guardrails-protect-readiness-label"),
@@ -134,6 +135,7 @@ EXPECTED_RULES = {
         "patch",
         "delete",
     },
+    ("openreports.io", "reports"): {"list", "create", "patch", "delete"},
 }
 
 
@@ -270,3 +272,29 @@ def test_probes_hit_kopfs_health_endpoint(probe: str) -> None:
     get = container()[probe]["httpGet"]
     assert get["path"] == url.path
     assert ports.get(get["port"], get["port"]) == url.port
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_metrics_port_is_declared_and_matches_the_default_address() -> None:
+    default = metrics.parse_address(metrics.DEFAULT_ADDRESS)
+    assert default is not None
+    ports = {p["name"]: p for p in container()["ports"]}
+    assert ports["metrics"]["containerPort"] == default.port
+    annotations = deployment()["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(default.port),
+        "prometheus.io/path": "/metrics",
+    }
+
+
+def test_metrics_service_selects_the_operator_pod_by_port_name() -> None:
+    service = load("service.yaml")
+    assert service["metadata"]["namespace"] == OPERATOR_NAMESPACE
+    assert service["spec"]["selector"] == deployment()["spec"]["selector"]["matchLabels"]
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] == "metrics"
+    ports = {p["name"]: p["containerPort"] for p in container()["ports"]}
+    assert port["port"] == ports["metrics"]

@@ -23,7 +23,7 @@ from typing import Any
 
 import kopf
 
-from kube_guardrails import logs
+from kube_guardrails import logs, metrics
 from kube_guardrails import settings as guardrails_settings
 from kube_guardrails.handlers import runtime
 from kube_guardrails.k8s import client as k8s_client
@@ -51,13 +51,18 @@ def run(config: guardrails_settings.Settings) -> int:
         namespace=config.namespace,
         workloads=config.workloads,
         resync_seconds=config.resync_seconds,
+        metrics_address=config.metrics_address or None,
     )
     # The health endpoint is ours (handlers.health), not kopf's: kopf caches probe
     # results for 10 s, so "synced" showed up that much late.
     kopf.run(
         clusterwide=True,
         standalone=True,
-        memo=kopf.Memo(settings=config, serve_health=bool(config.liveness)),
+        memo=kopf.Memo(
+            settings=config,
+            serve_health=bool(config.liveness),
+            serve_metrics=bool(config.metrics_address),
+        ),
     )
     return 0
 
@@ -117,8 +122,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     except k8s_client.ApiError as e:  # no usable kube config: retrying will not help
         raise kopf.PermanentError(str(e)) from None
     try:
-        await built.start_caches(serve_health=bool(memo.get("serve_health")))
-    except OSError as e:  # e.g. the health port is taken: a retry would leak the watches
+        await built.start_caches(
+            serve_health=bool(memo.get("serve_health")),
+            serve_metrics=bool(memo.get("serve_metrics")),
+        )
+    except (OSError, metrics.MetricsError) as e:  # e.g. a port is taken: a retry would leak
         await built.stop()
         raise kopf.PermanentError(f"cannot start: {e}") from None
     memo.runtime = built

@@ -31,17 +31,21 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
+import time
+from collections.abc import Mapping
 from typing import Any
 
-from kube_guardrails import logs
+from kube_guardrails import logs, metrics, violations
 from kube_guardrails import settings as guardrails_settings
 from kube_guardrails.handlers import health
 from kube_guardrails.k8s import client as k8s_client
 from kube_guardrails.k8s import hardening as k8s_hardening
 from kube_guardrails.k8s import policies as k8s_policies
+from kube_guardrails.k8s import reports as k8s_reports
 from kube_guardrails.k8s import watch
 from kube_guardrails.k8s import workloads as k8s_workloads
 from kube_guardrails.services import enforcement, hardening, policies, status, workloads, workqueue
+from kube_guardrails.services import reports as report_service
 
 log = logs.get(__name__)
 
@@ -74,18 +78,32 @@ class Runtime:
     hardening: hardening.HardeningService
     queue: workqueue.WorkQueue[str]
     executor: concurrent.futures.ThreadPoolExecutor
+    telemetry: metrics.Metrics = dataclasses.field(default_factory=metrics.Metrics)
     workloads: workloads.WorkloadService | None = None
+    reports: report_service.ReportService | None = None
     watchers: list[watch.Watcher] = dataclasses.field(default_factory=list)
     tasks: list[asyncio.Task[Any]] = dataclasses.field(default_factory=list)
     health: health.HealthServer | None = None
+    metrics_server: metrics.Server | None = None
     writing: bool = False
     # (policy, uid, generation) already told PolicyInvalid by this process.
     policies_warned: set[tuple[str, str, int]] = dataclasses.field(default_factory=set)
 
     # ------------------------------------------------------------------ phases
 
-    async def start_caches(self, *, serve_health: bool) -> None:
-        """Watches and the health endpoint: reads only."""
+    async def start_caches(self, *, serve_health: bool, serve_metrics: bool = False) -> None:
+        """Watches, the health and the metrics endpoints: reads only.
+
+        Raises OSError or ``metrics.MetricsError`` when an endpoint cannot be served.
+        """
+        if serve_metrics and self.settings.metrics_address:
+            address = metrics.parse_address(self.settings.metrics_address)
+            if address is not None:
+                server = metrics.Server(self.telemetry, address)
+                server.start()
+                self.metrics_server = server
+                log.info("metrics-serving", url=f"http://{address.host}:{server.port}/metrics")
+        telemetry = self.telemetry
         loop = asyncio.get_running_loop()
         loop.set_default_executor(
             concurrent.futures.ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="api")
@@ -99,6 +117,9 @@ class Runtime:
                     loop=loop,
                     listed=service.listed,
                     changed=service.changed,
+                    restarted=lambda plural, reason: telemetry.watch_restarts.labels(
+                        resource=plural, reason=reason
+                    ).inc(),
                 )
                 for kind in watch.KINDS
             ]
@@ -138,6 +159,8 @@ class Runtime:
         ]
         if self.workloads is not None:
             self.tasks.append(asyncio.create_task(self.workloads.run(), name="workloads"))
+        if self.reports is not None:
+            self.tasks.append(asyncio.create_task(self.reports.run(), name="reports"))
 
     def indexes_complete(self) -> None:
         """kopf ran its first event handler: namespaces, policies, managed objects listed."""
@@ -158,6 +181,9 @@ class Runtime:
                 await task
         if self.health is not None:
             await self.health.stop()
+        if self.metrics_server is not None:
+            await asyncio.to_thread(self.metrics_server.stop)
+            self.metrics_server = None
         if self.writing:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.status.flush, force=True)
@@ -193,17 +219,32 @@ class Runtime:
                 "evictionRefusals": service.enforcer.refusals,
                 "evictionCandidates": len(service.enforcer.pending()),
             }
+        if self.reports is not None:
+            out["reports"] = {
+                "served": self.reports.served,
+                "namespaces": self.reports.known_count,
+                "writes": self.reports.writes,
+            }
         return out
 
 
 def build(config: guardrails_settings.Settings, *, workloads_enabled: bool) -> Runtime:
     """Build every service once; raises ``k8s.client.ApiError`` without a usable config."""
     api_client = k8s_client.make_api_client(context=config.context)
-    store = policies.PolicyStore()
-    batcher = status.StatusBatcher(
-        write=lambda name, patch: k8s_policies.patch_status(api_client, name=name, status=patch),
-        interval=config.status_interval_seconds,
+    telemetry = metrics.Metrics()
+    k8s_client.observe_errors(
+        api_client, lambda verb, code: telemetry.api_error(verb=verb, code=code)
     )
+    store = policies.PolicyStore()
+
+    def write_status(name: str, patch: Mapping[str, Any]) -> bool:
+        # Every status write also says when (the `kubectl get gp -o wide` "Last
+        # Reconcile" column). Only writes carry it: a resync that changes nothing
+        # writes nothing, so the time is that of the last change the operator made.
+        stamped = {**patch, "lastReconcileTime": violations.format_time(utcnow())}
+        return k8s_policies.patch_status(api_client, name=name, status=stamped)
+
+    batcher = status.StatusBatcher(write=write_status, interval=config.status_interval_seconds)
     inventory = hardening.Inventory()
     executor = concurrent.futures.ThreadPoolExecutor(
         max_workers=WRITE_THREADS, thread_name_prefix="hardening-write"
@@ -215,10 +256,20 @@ def build(config: guardrails_settings.Settings, *, workloads_enabled: bool) -> R
         status=batcher,
         operator_namespace=config.namespace,
         executor=executor,
+        telemetry=telemetry,
     )
+
+    def reconcile(namespace: str) -> hardening.Result:
+        started = time.perf_counter()
+        try:
+            return service.reconcile(namespace)
+        finally:
+            telemetry.reconcile_duration.observe(time.perf_counter() - started)
+
     queue: workqueue.WorkQueue[str] = workqueue.WorkQueue(
-        name="namespaces", process=service.reconcile, workers=RECONCILE_WORKERS
+        name="namespaces", process=reconcile, workers=RECONCILE_WORKERS
     )
+    telemetry.track_queue("namespaces", lambda: len(queue))
 
     def on_policy_change(name: str, old: Any, new: Any) -> None:
         # Roll a policy change out to every namespace it selected or selects now.
@@ -235,6 +286,7 @@ def build(config: guardrails_settings.Settings, *, workloads_enabled: bool) -> R
         hardening=service,
         queue=queue,
         executor=executor,
+        telemetry=telemetry,
     )
     if workloads_enabled:
         gateway = k8s_workloads.Gateway(api_client)
@@ -250,7 +302,19 @@ def build(config: guardrails_settings.Settings, *, workloads_enabled: bool) -> R
                 clock=utcnow,
                 operator_namespace=config.namespace,
                 backoff_base=config.eviction_backoff_seconds,
+                telemetry=telemetry,
             ),
+            telemetry=telemetry,
         )
         store.subscribe(runtime.workloads.policy_changed)
+        reviews = runtime.workloads
+        telemetry.track_queue("reviews", lambda: reviews.pending_reviews)
+        # Policy reports come from the workload review: one Report per namespace with
+        # violations, written only when the OpenReports CRD is served.
+        runtime.reports = report_service.ReportService(
+            gateway=k8s_reports.Gateway(api_client),
+            source=report_service.FromReviews(reviews),
+            telemetry=telemetry,
+        )
+        reviews.attach_reports(runtime.reports)
     return runtime

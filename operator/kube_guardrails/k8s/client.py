@@ -13,11 +13,13 @@ a key or a kube config.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import urllib.parse
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kubernetes.client
@@ -153,7 +155,57 @@ def request(
     content_type: str = JSON,
     timeout: tuple[float, float] = DEFAULT_TIMEOUT,
 ) -> dict[str, Any]:
-    """One API request with a JSON body; returns the decoded response or raises ApiError."""
+    """One API request with a JSON body; returns the decoded response or raises ApiError.
+
+    Every failure is also reported to the client's error observer, if one is set
+    (:func:`observe_errors`: the ``kube_guardrails_api_errors_total`` metric).
+    """
+    try:
+        return _request(
+            api_client,
+            method,
+            path,
+            query=query,
+            body=body,
+            content_type=content_type,
+            timeout=timeout,
+        )
+    except ApiError as e:
+        report_error(api_client, verb=method, status=e.status)
+        raise
+
+
+#: ``observer(verb, status)``: a failed request (status 0: no response at all).
+ErrorObserver = Callable[[str, int], None]
+
+# Per ApiClient, so each operator (and each test) counts into its own metrics; weak, so a
+# closed client does not keep its observer alive.
+_observers: weakref.WeakKeyDictionary[Any, ErrorObserver] = weakref.WeakKeyDictionary()
+
+
+def observe_errors(api_client: kubernetes.client.ApiClient, observer: ErrorObserver) -> None:
+    """Report every failed request made with this client to ``observer``."""
+    _observers[api_client] = observer
+
+
+def report_error(api_client: kubernetes.client.ApiClient, *, verb: str, status: int) -> None:
+    """Tell the client's observer about a failed request (also used by ``k8s.watch``)."""
+    observer = _observers.get(api_client)
+    if observer is not None:
+        with contextlib.suppress(Exception):  # counting must never turn into a failure
+            observer(verb.lower(), status)
+
+
+def _request(
+    api_client: kubernetes.client.ApiClient,
+    method: str,
+    path: str,
+    *,
+    query: Mapping[str, str] | None,
+    body: Any,
+    content_type: str,
+    timeout: tuple[float, float],
+) -> dict[str, Any]:
     full_path = path + ("?" + urllib.parse.urlencode(dict(query)) if query else "")
     try:
         http_method, url, headers, serialized, _ = api_client.param_serialize(

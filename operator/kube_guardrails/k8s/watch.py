@@ -353,13 +353,17 @@ class Watcher:
         listed: Callable[[str, list[Any]], None],
         changed: Callable[[str, str, Body], None],
         page_size: int = PAGE_SIZE,
+        restarted: Callable[[str, str], None] | None = None,
     ) -> None:
+        """``restarted(plural, reason)``: called (from the watch thread) each time the
+        list+watch starts over: ``expired`` (410, a relist follows) or ``error``."""
         self._api = api_client
         self.kind = kind
         self._loop = loop
         self._listed = listed
         self._changed = changed
         self._page_size = page_size
+        self._restarted = restarted
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._response: Any = None
@@ -401,15 +405,27 @@ class Watcher:
                 log.info("watch-expired-relisting", kind=self.kind.kind)
                 version = None
                 self.restarts += 1
+                self._count_restart("expired")
             except Exception as e:  # outage, timeout, bad gateway: back off, resume
                 if self._stop.is_set():
                     break
                 self.restarts += 1
+                self._count_restart("error")
+                if isinstance(e, client.ApiError) and e.method == "WATCH":
+                    # LIST failures are reported by client.request itself.
+                    client.report_error(self._api, verb="watch", status=e.status)
+                elif isinstance(e, kubernetes.client.ApiException):
+                    client.report_error(self._api, verb="watch", status=int(e.status or 0))
                 log.warning(
                     "watch-failed", kind=self.kind.kind, error=str(e)[:300], retry_in=backoff
                 )
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _count_restart(self, reason: str) -> None:
+        if self._restarted is not None:
+            with contextlib.suppress(Exception):  # counting must not stop the watch
+                self._restarted(self.kind.plural, reason)
 
     def _list(self) -> str:
         """The paginated LIST; delivers all objects at once, returns the resourceVersion."""

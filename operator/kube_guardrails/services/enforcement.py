@@ -26,7 +26,7 @@ import enum
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
-from kube_guardrails import logs, planning, violations
+from kube_guardrails import logs, metrics, planning, violations
 from kube_guardrails.model import policy as policy_model
 
 log = logs.get(__name__)
@@ -126,8 +126,10 @@ class Enforcer:
         operator_namespace: str,
         backoff_base: float = 5.0,
         backoff_cap: float = 300.0,
+        telemetry: metrics.Metrics | None = None,
     ) -> None:
         self._gateway = gateway
+        self._telemetry = telemetry
         self._clock = clock
         self._operator_namespace = operator_namespace
         self._backoff_base = backoff_base
@@ -206,6 +208,8 @@ class Enforcer:
             self._candidates.pop(key, None)
             return
         if isinstance(decision, violations.Wait):
+            if decision.why == "rate limit":
+                self._count(decision.policy, metrics.RATE_LIMITED)
             # During a refusal backoff, the retry time wins over an earlier grace end.
             cand.due = max(decision.until, cand.due) if cand.attempts else decision.until
             log.debug(
@@ -216,6 +220,7 @@ class Enforcer:
         if decision.dry_run:
             self._recent.setdefault(decision.policy, []).append(now)
             self._dry_run_reported.add((uid, decision.policy))
+            self._count(decision.policy, metrics.DRY_RUN)
             await self._gateway.post_event(
                 regarding=ref,
                 type="Warning",
@@ -242,6 +247,7 @@ class Enforcer:
             if result is Eviction.EVICTED:
                 self._recent.setdefault(decision.policy, []).append(now)
                 self.evictions += 1
+                self._count(decision.policy, metrics.EVICTED)
             log.info(
                 "pod-evicted" if result is Eviction.EVICTED else "pod-gone-before-eviction",
                 pod=ref.name,
@@ -252,6 +258,10 @@ class Enforcer:
             return
         # Refused: never fall back to a DELETE, which would bypass the PodDisruptionBudget.
         self.refusals += 1
+        self._count(
+            decision.policy,
+            metrics.REFUSED_BY_PDB if result is Eviction.BLOCKED else metrics.EVICTION_FAILED,
+        )
         cand.attempts += 1
         delay = violations.backoff(cand.attempts, base=self._backoff_base, cap=self._backoff_cap)
         cand.due = now + delay
@@ -277,6 +287,10 @@ class Enforcer:
                 ),
                 action="Evict",
             )
+
+    def _count(self, policy: str, outcome: str) -> None:
+        if self._telemetry is not None:
+            self._telemetry.eviction(policy=policy, outcome=outcome)
 
     def _window(self, policy: str, now: datetime.datetime) -> Sequence[datetime.datetime]:
         recent = [t for t in self._recent.get(policy, ()) if now - t < violations.RATE_WINDOW]

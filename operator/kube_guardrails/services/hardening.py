@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, Protocol
 
-from kube_guardrails import builders, logs, planning
+from kube_guardrails import builders, logs, metrics, planning
 from kube_guardrails.k8s import client as k8s_client
 from kube_guardrails.model import policy as policy_model
 from kube_guardrails.services import policies as policy_store
@@ -357,8 +357,12 @@ class HardeningService:
         operator_namespace: str,
         executor: concurrent.futures.Executor | None = None,
         wall_clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        telemetry: metrics.Metrics | None = None,
     ) -> None:
         self._gateway = gateway
+        self._telemetry = telemetry
+        # Policies whose namespace gauges were exported (to drop those of deleted ones).
+        self._exported: set[str] = set()
         self._wall_clock = wall_clock
         # namespace -> policy: a NamespaceHardened Event owed (posted until it is posted).
         self._owed: dict[str, str] = {}
@@ -443,6 +447,11 @@ class HardeningService:
             if outcome == "restored":
                 restored.append(kind.kind)
             created = created or outcome in ("created", "restored")
+            if self._telemetry is not None:
+                if outcome == "created":
+                    self._telemetry.hardening_created.labels(kind=kind.kind).inc()
+                elif outcome == "restored":
+                    self._telemetry.hardening_restored.labels(kind=kind.kind).inc()
 
         result.hardened = policy is not None and not result.skipped_foreign
         with self._lock:
@@ -751,9 +760,16 @@ class HardeningService:
 
     def publish_status(self) -> None:
         """Push the namespace counters of every valid policy to the status batcher."""
+        counts = self.counts()
+        if self._telemetry is not None:
+            for name, (matched, hardened) in counts.items():
+                self._telemetry.set_policy_namespaces(name, matched=matched, hardened=hardened)
+            for gone in self._exported - set(counts):  # deleted (or now invalid) policies
+                self._telemetry.forget_policy(gone)
+            self._exported = set(counts)
         if self._status is None:
             return
-        for name, (matched, hardened) in self.counts().items():
+        for name, (matched, hardened) in counts.items():
             self._status.set_namespaces(name, matched=matched, hardened=hardened)
         self.published += 1
 

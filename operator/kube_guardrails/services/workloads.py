@@ -47,10 +47,20 @@ import collections
 import contextlib
 import dataclasses
 import datetime
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
-from kube_guardrails import API_GROUP, API_VERSION, KIND, logs, planning, violations
+from kube_guardrails import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    logs,
+    metrics,
+    planning,
+    reports,
+    violations,
+)
 from kube_guardrails.checks import engine
 from kube_guardrails.model import policy as policy_model
 from kube_guardrails.services import enforcement
@@ -115,6 +125,16 @@ class Gateway(enforcement.EvictionGateway, Protocol):
         """
 
 
+class ReportSink(Protocol):
+    """The part of ``services.reports.ReportService`` this use case feeds."""
+
+    def changed(self, namespace: str) -> None:
+        """The violations of a namespace changed (its Report may need a write)."""
+
+    def namespace_gone(self, namespace: str) -> None:
+        """The namespace was deleted (its Report with it)."""
+
+
 class StatusSink(Protocol):
     """The part of ``services.status.StatusBatcher`` this use case feeds."""
 
@@ -161,6 +181,7 @@ class WorkloadService:
         enforcer: enforcement.Enforcer | None = None,
         wait_for: Iterable[str] = (),
         review_concurrency: int = REVIEW_CONCURRENCY,
+        telemetry: metrics.Metrics | None = None,
     ) -> None:
         """``wait_for``: the sources (listed kinds, ``namespaces``) whose complete view
         the first review waits for (see :meth:`source_ready`); none: review at once.
@@ -187,6 +208,15 @@ class WorkloadService:
         self._contributions: dict[Key, dict[str, frozenset[str]]] = {}
         self._counts: dict[str, collections.Counter[str]] = {}
         self._status_dirty: set[str] = set()
+        # The same per namespace, for kube_guardrails_violations{policy,check,namespace}.
+        self._telemetry = telemetry
+        self._ns_counts: dict[str, collections.Counter[tuple[str, str]]] = {}
+        self._ns_dirty: set[str] = set()
+        # Policy reports: per namespace, a digest of each violating object's verdict and
+        # violations-since (what its Report results are made of), to tell the report
+        # service exactly when a namespace's Report may change.
+        self._reports: ReportSink | None = None  # attach_reports()
+        self._report_marks: dict[str, dict[Key, int]] = {}
         # Exemptions already announced as expired: (policy, uid, index, expires).
         self._expired_reported: set[tuple[str, str, int, datetime.datetime]] = set()
         # Violating Pods whose controller is not cached yet (transient), by Pod and by owner.
@@ -276,6 +306,11 @@ class WorkloadService:
             self._poke()
 
     @property
+    def pending_reviews(self) -> int:
+        """Objects waiting to be reviewed (the ``reviews`` queue depth)."""
+        return len(self._dirty)
+
+    @property
     def object_count(self) -> int:
         return len(self._objects)
 
@@ -325,6 +360,7 @@ class WorkloadService:
         if uid:
             self.enforcer.forget_uid(uid)
         self._set_contribution(key, {})
+        self._mark_report(key, None)
 
     def namespace_seen(self, name: str, labels: Mapping[str, str] | None) -> None:
         """A namespace was listed or changed; a relabel can change which policies apply."""
@@ -346,6 +382,8 @@ class WorkloadService:
     def namespace_gone(self, name: str) -> None:
         self._namespaces.pop(name, None)
         self._waiting_for_namespace.pop(name, None)
+        if self._reports is not None:
+            self._reports.namespace_gone(name)
 
     def policy_changed(
         self, name: str, old: policy_model.Policy | None, new: policy_model.Policy | None
@@ -464,6 +502,7 @@ class WorkloadService:
         body = self._objects.get(key)
         if body is None:
             return
+        started = time.perf_counter()
         now = self._clock()
         if planning.reviewed_through_owner(body):
             self._clear_owned_controller(key)
@@ -474,7 +513,12 @@ class WorkloadService:
             return
         verdict, items, matched = evaluated
         await self._sync_annotation(key, body, verdict, items, matched, now)
+        self._mark_report(key, verdict)
         self.reviews += 1  # counted when done, writes included
+        if self._telemetry is not None:
+            self._telemetry.review_duration.labels(kind=key[0]).observe(
+                time.perf_counter() - started
+            )
 
     def _evaluate(
         self, key: Key, body: Mapping[str, Any], now: datetime.datetime
@@ -835,6 +879,12 @@ class WorkloadService:
             self._contributions[key] = dict(checks)
         else:
             self._contributions.pop(key, None)
+        if self._telemetry is not None:
+            namespace = key[1]
+            ns_counter = self._ns_counts.setdefault(namespace, collections.Counter())
+            ns_counter.subtract((p, c) for p, cs in old.items() for c in cs)
+            ns_counter.update((p, c) for p, cs in checks.items() for c in cs)
+            self._ns_dirty.add(namespace)
 
     def verdict(self, key: Key) -> planning.Verdict | None:
         """The last verdict on a violating object (its annotation and Event came from it).
@@ -852,12 +902,75 @@ class WorkloadService:
     def _flush_status(self) -> None:
         if not self._synced or self._first_pass:
             return
+        if self._telemetry is not None:
+            for namespace in self._ns_dirty:
+                counter = self._ns_counts.get(namespace) or collections.Counter()
+                current = {pc: n for pc, n in counter.items() if n > 0}
+                self._telemetry.set_namespace_violations(namespace, current)
+                if not current:
+                    self._ns_counts.pop(namespace, None)
+            self._ns_dirty.clear()
         known = {p.name for p in self._store.valid()}
         for pol in sorted(self._status_dirty):
             if pol in known:
                 total, by_check = self.counts(pol)
                 self._status.set_violations(pol, total=total, by_check=by_check)
         self._status_dirty.clear()
+
+    # ------------------------------------------------------------------ reports
+
+    def attach_reports(self, sink: ReportSink) -> None:
+        """Feed the report service (built after this one: it reads from it, see
+        ``services.reports.FromReviews``); changes from now on are reported."""
+        self._reports = sink
+        for namespace in self._report_marks:
+            sink.changed(namespace)
+
+    def _mark_report(self, key: Key, verdict: planning.Verdict | None) -> None:
+        """Tell the report service when what a Report shows of this object changed."""
+        if self._reports is None:
+            return
+        namespace = key[1]
+        marks = self._report_marks.get(namespace)
+        if verdict is not None and verdict.findings:
+            meta = (self._objects.get(key) or {}).get("metadata") or {}
+            since = (meta.get("annotations") or {}).get(violations.ANNOTATION_SINCE)
+            mark = hash((verdict.findings, since, meta.get("uid")))
+            if marks is None:
+                marks = self._report_marks[namespace] = {}
+            if marks.get(key) != mark:
+                marks[key] = mark
+                self._reports.changed(namespace)
+        elif marks is not None and marks.pop(key, None) is not None:
+            if not marks:
+                del self._report_marks[namespace]
+            self._reports.changed(namespace)
+
+    def reports_ready(self) -> bool:
+        """Has every object been reviewed once (so "no violations" is known)?"""
+        return self._synced and not self._first_pass
+
+    def violating_namespaces(self) -> list[str]:
+        return list(self._report_marks)
+
+    def report_entries(self, namespace: str) -> list[reports.Entry]:
+        """The violating objects of a namespace as OpenReports entries."""
+        out: list[reports.Entry] = []
+        for key in self._report_marks.get(namespace, {}):
+            verdict = self._verdicts.get(key)
+            body = self._objects.get(key)
+            if verdict is None or body is None:
+                continue
+            meta = body.get("metadata") or {}
+            subject = reports.Subject(
+                kind=key[0],
+                name=key[2],
+                api_version=str(body.get("apiVersion") or ("v1" if key[0] == "Pod" else "")),
+                uid=str(meta.get("uid") or ""),
+            )
+            since = violations.parse_since(meta.get("annotations"))
+            out.append(reports.Entry(subject=subject, findings=verdict.findings, since=since))
+        return out
 
 
 def review(
