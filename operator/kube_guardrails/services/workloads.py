@@ -34,7 +34,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from kube_guardrails import API_GROUP, API_VERSION, KIND, logs, planning, violations
@@ -415,13 +415,14 @@ class WorkloadService:
             # deciding "no policy applies" would wrongly clear annotations.
             self._waiting_for_namespace[namespace].add(key)
             return None
-        matched = planning.matching_policies(
-            self._store.valid(),
+        compiled = planning.matching_policies(
+            self._store.compiled(),
             namespace=namespace,
             labels=ns_labels,
             operator_namespace=self._operator_namespace,
         )
-        verdict = review(body, matched, namespace=namespace, now=now)
+        matched = [c.policy for c in compiled]
+        verdict = review(body, compiled, namespace=namespace, now=now)
         if verdict.findings:
             self._verdicts[key] = verdict
         else:  # compliant objects are the many: keep nothing for them
@@ -665,7 +666,7 @@ class WorkloadService:
 
 def review(
     body: Mapping[str, Any],
-    policies: list[policy_model.Policy],
+    policies: Sequence[planning.CompiledPolicy | policy_model.Policy],
     *,
     namespace: str,
     now: datetime.datetime,
