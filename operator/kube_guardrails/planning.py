@@ -61,7 +61,7 @@ def active_checks(policy: policy_model.Policy) -> list[ActiveCheck]:
     best-practice checks are on with theirs. ``checks.<id>`` overrides either; naming a
     Pod Security check with an action turns it on even above the policy's level.
     """
-    return list(compile_policy(policy).active)
+    return _resolve_active(policy)
 
 
 def _resolve_active(policy: policy_model.Policy) -> list[ActiveCheck]:
