@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from kube_guardrails.checks import engine, registry
 from kube_guardrails.model import policy as policy_model
@@ -62,7 +61,7 @@ def active_checks(policy: policy_model.Policy) -> list[ActiveCheck]:
     best-practice checks are on with theirs. ``checks.<id>`` overrides either; naming a
     Pod Security check with an action turns it on even above the policy's level.
     """
-    return list(_plan(policy).active)
+    return _resolve_active(policy)
 
 
 def _resolve_active(policy: policy_model.Policy) -> list[ActiveCheck]:
@@ -90,65 +89,71 @@ def _resolve_active(policy: policy_model.Policy) -> list[ActiveCheck]:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Plan:
-    """What reviewing against one policy needs; computed once per policy object.
+class CompiledPolicy:
+    """A policy ready to review workloads with, built once per policy version.
 
-    Resolving the active checks took about a third of a review's time when done per
-    workload; a parsed policy is immutable, so it is resolved once and remembered for
-    as long as that policy object lives (and the registry holds the same checks).
+    As pod-security-admission's ``NewEvaluator`` builds its check list once per level:
+    the active checks with their action, severity and params resolved, each bound to the
+    rule of the policy's level (``engine.Bound``). Resolving this per review took about
+    a third of a review's time, so the operator compiles a policy when it changes
+    (``services.policies.PolicyStore``), the audit and ``plan`` once per run. A compiled
+    policy holds the checks registered when it was compiled.
     """
 
-    registry_ids: frozenset[str]
-    active: tuple[ActiveCheck, ...]
-    selected: tuple[engine.Selected, ...]
-    actions: Mapping[str, str]
+    policy: policy_model.Policy
     level: registry.Level
+    active: tuple[ActiveCheck, ...]
+    checks: tuple[engine.Bound, ...]
+    actions: Mapping[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.policy.name
 
 
-_PLANS: dict[int, tuple[weakref.ref[policy_model.Policy], _Plan]] = {}
-_PLANS_MAX = 1024
-
-
-def _plan(policy: policy_model.Policy) -> _Plan:
-    ids = registry.ids()
-    entry = _PLANS.get(id(policy))
-    if entry is not None and entry[0]() is policy:
-        cached = entry[1]
-        # registry.ids() returns the same set object while the registry is unchanged.
-        if cached.registry_ids is ids or cached.registry_ids == ids:
-            return cached
+def compile_policy(policy: policy_model.Policy) -> CompiledPolicy:
+    """The compiled form of a parsed policy (see :class:`CompiledPolicy`)."""
+    level = level_of(policy)
     active = tuple(_resolve_active(policy))
-    plan = _Plan(
-        registry_ids=ids,
+    return CompiledPolicy(
+        policy=policy,
+        level=level,
         active=active,
-        selected=tuple(
-            engine.Selected(check=a.check, params=a.params, severity=a.severity) for a in active
+        checks=tuple(
+            engine.bind(engine.Selected(check=a.check, params=a.params, severity=a.severity), level)
+            for a in active
         ),
         actions={a.check.id: a.action for a in active},
-        level=level_of(policy),
     )
-    if len(_PLANS) >= _PLANS_MAX:  # policies are few; this only bounds a pathological run
-        _PLANS.clear()
-    _PLANS[id(policy)] = (weakref.ref(policy), plan)
-    return plan
+
+
+def _parsed(policy: policy_model.Policy | CompiledPolicy) -> policy_model.Policy:
+    return policy.policy if isinstance(policy, CompiledPolicy) else policy
+
+
+# A parsed policy or its compiled form: selection reads the parsed policy of either.
+_P = TypeVar("_P", policy_model.Policy, CompiledPolicy)
 
 
 def matching_policies(
-    policies: Iterable[policy_model.Policy],
+    policies: Iterable[_P],
     *,
     namespace: str,
     labels: Mapping[str, str] | None,
     operator_namespace: str,
-) -> list[policy_model.Policy]:
-    """Every policy selecting the namespace, highest priority first (ties: name order)."""
+) -> list[_P]:
+    """Every policy selecting the namespace, highest priority first (ties: name order).
+
+    Parsed or compiled policies alike; the result holds the same objects.
+    """
     found = [
         p
         for p in policies
         if policy_model.selects_namespace(
-            p, name=namespace, labels=labels, operator_namespace=operator_namespace
+            _parsed(p), name=namespace, labels=labels, operator_namespace=operator_namespace
         )
     ]
-    return sorted(found, key=lambda p: (-p.priority, p.name))
+    return sorted(found, key=lambda p: (-_parsed(p).priority, _parsed(p).name))
 
 
 def governing_policy(
@@ -198,7 +203,7 @@ def exempted_checks(
 
 def review(
     pod: engine.PodInput,
-    policies: Sequence[policy_model.Policy],
+    policies: Sequence[CompiledPolicy | policy_model.Policy],
     *,
     namespace: str,
     labels: Mapping[str, str] | None,
@@ -206,28 +211,31 @@ def review(
 ) -> Verdict:
     """Evaluate a pod (or pod template) against every policy that applies to it.
 
-    ``policies`` must already be the ones selecting the namespace. ``labels`` are the
-    workload's own labels (a Deployment's, a Pod's), used by exemption selectors.
+    ``policies`` must already be the ones selecting the namespace, compiled (a parsed
+    policy is compiled for this call only: fine for a one-off, wasted work in a loop).
+    ``labels`` are the workload's own labels (a Deployment's, a Pod's), used by
+    exemption selectors.
     """
     findings: list[AttributedFinding] = []
     expired: set[tuple[str, int]] = set()
-    # One memo for the pod across the policies: a check configured alike by two policies
-    # (same params; same level if the check depends on it) runs once, and its violations
-    # are attributed to each policy with that policy's severity and action.
+    # One memo for the pod across the policies: a check bound alike by two policies (same
+    # rule, same params) runs once, and its violations are attributed to each policy
+    # with that policy's severity and action.
     memo = engine.Memo(reuse=len(policies) > 1)
-    for pol in policies:
+    for given in policies:
+        compiled = given if isinstance(given, CompiledPolicy) else compile_policy(given)
+        pol = compiled.policy
         exempt: frozenset[str] | None = None
         if pol.workloads.exemptions:
             exempt, expired_idx = exempted_checks(pol, namespace=namespace, labels=labels, now=now)
             expired.update((pol.name, i) for i in expired_idx)
             if exempt is None:
                 continue
-        plan = _plan(pol)
-        selected: Sequence[engine.Selected] = plan.selected
+        bound: Sequence[engine.Bound] = compiled.checks
         if exempt:
-            selected = [s for s in selected if s.check.id not in exempt]
-        actions = plan.actions
-        for result in engine.run(pod, selected, level=plan.level, memo=memo):
+            bound = [b for b in bound if b.check.id not in exempt]
+        actions = compiled.actions
+        for result in engine.run_bound(pod, bound, memo=memo):
             for finding in result.findings:  # engine.failed(), without the interim list
                 findings.append(
                     AttributedFinding(

@@ -1,11 +1,11 @@
 """Shared work in a review must never change a verdict.
 
-``planning.review`` runs a check once per pod when several policies configure it alike
-(same params; same level when the check is ``level_sensitive``) and attributes the
-violations to each policy. These tests pin the assumptions that makes safe: checks not
-declared level-sensitive give the same result at every level, a multi-policy review
-equals the policy-by-policy reviews put together, and the engine's fast Context
-constructor builds the same Context as the dataclass.
+``planning.review`` runs a check once per pod when several compiled policies bound it
+alike (the same rule for their levels, the same params) and attributes the violations
+to each policy. These tests pin the assumptions that makes safe: checks bound alike at
+two levels give the same result at both, a multi-policy review equals the
+policy-by-policy reviews put together, and the engine's fast Context constructor builds
+the same Context as the dataclass.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ POLICY_SETS: dict[str, list[Any]] = {
         policy("a", "baseline", ALLOWED),
         policy("b", "baseline", {"imageRegistry": {"allowed": ["docker.io/library/"]}}),
     ],
-    "none-with-level-sensitive-checks-on": [
+    "none-with-overridden-checks-on": [
         policy("off", "none", {"seccomp": {"action": "Audit"}, "capabilities": {}}),
         policy("base", "baseline"),
         policy("strict", "restricted"),
@@ -120,17 +120,19 @@ def test_a_review_of_several_policies_is_the_policy_by_policy_reviews_together(
         ), pod_id
 
 
-LEVEL_FREE = [c for c in registry.all_checks() if not c.level_sensitive]
-
-
-@pytest.mark.parametrize("chk", LEVEL_FREE, ids=lambda c: c.id)
-def test_a_check_not_declared_level_sensitive_gives_the_same_result_at_every_level(
+@pytest.mark.parametrize("chk", registry.all_checks(), ids=lambda c: c.id)
+def test_a_check_bound_alike_at_two_levels_gives_the_same_result_at_both(
     chk: registry.Check,
 ) -> None:
-    selected = [engine.Selected(check=chk, params=ALLOWED.get(chk.id, {}))]
-    for pod_id, pod in PODS:
-        results = {level: engine.run(pod, selected, level=level) for level in registry.Level}
-        assert len(set(map(repr, results.values()))) == 1, pod_id
+    """The reuse key is a promise: equal keys, equal violations, on every fixture pod."""
+    sel = engine.Selected(check=chk, params=ALLOWED.get(chk.id, {}))
+    by_key: dict[Any, list[registry.Level]] = {}
+    for level in registry.Level:
+        by_key.setdefault(engine.bind(sel, level).reuse_key, []).append(level)
+    for levels in by_key.values():
+        for pod_id, pod in PODS:
+            results = {repr(engine.run(pod, [sel], level=level)) for level in levels}
+            assert len(results) == 1, (pod_id, levels)
 
 
 @pytest.mark.parametrize(
@@ -149,32 +151,32 @@ def test_reuse_keys_tell_params_apart(
 ) -> None:
     chk = registry.get("imageRegistry")
     level = registry.Level.BASELINE
-    a = engine.Selected(check=chk, params=params_a).reuse_key(level)
-    b = engine.Selected(check=chk, params=params_b).reuse_key(level)
+    a = engine.bind(engine.Selected(check=chk, params=params_a), level).reuse_key
+    b = engine.bind(engine.Selected(check=chk, params=params_b), level).reuse_key
     assert (a == b) is same
 
 
 @pytest.mark.parametrize(
     ("check_id", "shared_across_levels"),
     [
-        pytest.param("privileged", True, id="privileged-level-free"),
-        pytest.param("resources", True, id="resources-level-free"),
-        pytest.param("seccomp", False, id="seccomp-level-sensitive"),
-        pytest.param("capabilities", False, id="capabilities-level-sensitive"),
-        pytest.param("procMount", False, id="procMount-level-sensitive"),
+        pytest.param("privileged", True, id="privileged-one-rule"),
+        pytest.param("resources", True, id="resources-one-rule"),
+        pytest.param("seccomp", False, id="seccomp-restricted-override"),
+        pytest.param("capabilities", False, id="capabilities-restricted-override"),
+        pytest.param("procMount", False, id="procMount-restricted-override"),
     ],
 )
-def test_reuse_keys_carry_the_level_only_for_level_sensitive_checks(
+def test_reuse_keys_differ_across_levels_only_for_checks_with_an_override(
     check_id: str, shared_across_levels: bool
 ) -> None:
     sel = engine.Selected(check=registry.get(check_id))
-    keys = {sel.reuse_key(level) for level in registry.Level}
+    keys = {engine.bind(sel, level).reuse_key for level in registry.Level}
     assert (len(keys) == 1) is shared_across_levels
 
 
 def test_params_that_cannot_be_frozen_are_never_reused() -> None:
     sel = engine.Selected(check=registry.get("imageRegistry"), params={"allowed": {"a/"}})
-    assert sel.reuse_key(registry.Level.BASELINE) is None
+    assert engine.bind(sel, registry.Level.BASELINE).reuse_key is None
 
 
 def test_make_context_sets_every_context_field() -> None:
@@ -183,7 +185,6 @@ def test_make_context_sets_every_context_field() -> None:
     values: dict[str, Any] = {
         "metadata": {"name": "p"},
         "spec": {"containers": []},
-        "level": registry.Level.RESTRICTED,
         "params": {"allowed": ["a/"]},
         "spec_path": "spec.template.spec",
         "metadata_path": "spec.template.metadata",

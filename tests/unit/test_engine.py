@@ -158,11 +158,48 @@ def test_context_gets_pod_level_params_and_paths() -> None:
         level=registry.Level.RESTRICTED,
     )
     [ctx] = seen
-    assert ctx.level is registry.Level.RESTRICTED
     assert ctx.params == {"allowed": ["x/"]}
     assert ctx.metadata == {"labels": {"app": "web"}}
     assert ctx.path("containers") == "spec.template.spec.containers"
     assert ctx.meta_path("annotations") == "spec.template.metadata.annotations"
+
+
+_B, _R, _N = registry.Level.BASELINE, registry.Level.RESTRICTED, registry.Level.NONE
+
+
+@pytest.mark.parametrize(
+    ("overrides", "level", "expected"),
+    [
+        pytest.param({}, _N, "base", id="no-override-none"),
+        pytest.param({}, _R, "base", id="no-override-restricted"),
+        pytest.param({_R: "strict"}, _N, "base", id="restricted-override-at-none"),
+        pytest.param({_R: "strict"}, _B, "base", id="restricted-override-at-baseline"),
+        pytest.param({_R: "strict"}, _R, "strict", id="restricted-override-at-restricted"),
+        pytest.param({_B: "mid"}, _R, "mid", id="lower-override-applies-above"),
+        pytest.param({_B: "mid", _R: "strict"}, _R, "strict", id="highest-applicable-wins"),
+        pytest.param({_B: "mid", _R: "strict"}, _B, "mid", id="higher-one-not-below"),
+    ],
+)
+def test_a_check_is_bound_to_the_rule_of_its_level(
+    overrides: dict[registry.Level, str], level: registry.Level, expected: str
+) -> None:
+    """What pod-security-admission's overrides do: the stricter rule replaces the base."""
+
+    def named(name: str) -> registry.CheckFn:
+        def rule(ctx: registry.Context) -> Iterator[registry.Violation]:
+            yield registry.Violation(message=name, path="spec")
+
+        return rule
+
+    chk = _make(
+        "layered",
+        named("base"),
+        category=registry.Category.POD_SECURITY,
+        level=registry.Level.BASELINE,
+        overrides={lvl: named(name) for lvl, name in overrides.items()},
+    )
+    [result] = engine.run(POD, [engine.Selected(check=chk)], level=level)
+    assert [f.message for f in result.findings] == [expected]
 
 
 def test_a_real_check_runs_through_the_engine() -> None:

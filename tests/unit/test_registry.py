@@ -105,6 +105,45 @@ def test_validate_names_incomplete_metadata(
         registry.validate()
 
 
+_PSS = {"category": registry.Category.POD_SECURITY, "level": registry.Level.BASELINE}
+
+
+@pytest.mark.parametrize(
+    ("meta", "level", "problem"),
+    [
+        pytest.param(_PSS, registry.Level.RESTRICTED, None, id="stricter-level-ok"),
+        pytest.param(_PSS, registry.Level.BASELINE, "must be stricter", id="same-level"),
+        pytest.param(_PSS, registry.Level.NONE, "must be stricter", id="lower-level"),
+        pytest.param({}, registry.Level.RESTRICTED, "must be stricter", id="best-practice"),
+    ],
+)
+def test_validate_accepts_only_overrides_stricter_than_the_check(
+    fresh_registry: dict[str, registry.Check],
+    meta: dict[str, Any],
+    level: registry.Level,
+    problem: str | None,
+) -> None:
+    registry.check(**_meta(**meta))(_passes)
+    registry.override("throwawayCheck", level=level)(_undocumented)
+    assert fresh_registry["throwawayCheck"].rule(registry.Level.RESTRICTED) is _undocumented
+    if problem is None:
+        registry.validate()
+    else:
+        with pytest.raises(registry.RegistryError, match=problem):
+            registry.validate()
+
+
+def test_an_override_needs_a_registered_check_and_only_one_per_level(
+    fresh_registry: dict[str, registry.Check],
+) -> None:
+    with pytest.raises(registry.RegistryError, match="override of unknown check"):
+        registry.override("noSuchCheck", level=registry.Level.RESTRICTED)(_passes)
+    registry.check(**_meta(**_PSS))(_passes)
+    registry.override("throwawayCheck", level=registry.Level.RESTRICTED)(_passes)
+    with pytest.raises(registry.RegistryError, match="duplicate override"):
+        registry.override("throwawayCheck", level=registry.Level.RESTRICTED)(_undocumented)
+
+
 def test_order_is_pod_security_first_then_best_practices() -> None:
     categories = [c.category for c in registry.all_checks()]
     assert categories == sorted(categories, key=lambda c: c is registry.Category.BEST_PRACTICE)

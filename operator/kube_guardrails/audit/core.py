@@ -115,11 +115,13 @@ class Auditor:
         operator_namespace: str = OPERATOR_NAMESPACE,
     ) -> None:
         self.policies = [offline_view(p) for p in policies]
+        # Compiled once per run: every workload is reviewed against the same policies.
+        self.compiled = [planning.compile_policy(p) for p in self.policies]
         self.now = now
         self.include_excluded = include_excluded
         self.operator_namespace = operator_namespace
         self.result = AuditResult()
-        self._matching: dict[str, list[policy_model.Policy]] = {}
+        self._matching: dict[str, list[planning.CompiledPolicy]] = {}
 
     def add(self, item: loader.Document | loader.InputError) -> ObjectReport | None:
         """Audit one document (or record one error); returns the last workload's report."""
@@ -235,12 +237,12 @@ class Auditor:
     ) -> ObjectReport:
         """The verdict for one workload, through the operator's own review function."""
         if self.include_excluded:
-            matching = self.policies
+            matching = self.compiled
         else:
             cached = self._matching.get(ref.namespace)
             if cached is None:
                 cached = planning.matching_policies(
-                    self.policies,
+                    self.compiled,
                     namespace=ref.namespace,
                     labels=None,
                     operator_namespace=self.operator_namespace,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -50,40 +49,43 @@ class Selected:
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     severity: registry.Severity | None = None
 
-    def reuse_key(self, level: registry.Level) -> Hashable | None:
-        """What determines this check's violations over a given pod; None: never reuse.
 
-        Same function, same params and (for a level-sensitive check) same level means
-        same violations, whatever the severity. Params that cannot be frozen into a
-        hashable value are simply not reused.
-        """
-        keys = self._reuse_keys
-        return None if keys is None else keys[level]
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """A selected check bound to a level: ready to run over any number of pods.
 
-    @functools.cached_property
-    def _reuse_keys(self) -> Mapping[registry.Level, Hashable] | None:
-        # The key for each level, computed once per Selected (planning keeps one per
-        # policy and check), so the per-pod cost is a dict lookup.
-        frozen = self._frozen_params
-        if frozen is _UNFREEZABLE:
-            return None
-        chk = self.check
-        return {
-            level: (chk.fn, chk.id, frozen, level if chk.level_sensitive else None)
-            for level in registry.Level
-        }
+    Built once per policy when it is compiled (``planning.compile_policy``), like the
+    check list pod-security-admission's ``NewEvaluator`` builds once per level: ``rule``
+    is the function for that level (``registry.Check.rule``), ``severity`` is resolved,
+    and ``reuse_key`` says what determines the violations over a pod (the rule, the
+    check and its params, never the severity), or None when the params cannot be frozen
+    into a hashable value and the result is never reused.
+    """
 
-    @functools.cached_property
-    def _frozen_params(self) -> Hashable:
-        try:
-            frozen = _freeze(self.params)
-            hash(frozen)
-        except TypeError:
-            return _UNFREEZABLE
-        return frozen
+    check: registry.Check
+    rule: registry.CheckFn
+    params: Mapping[str, Any]
+    severity: registry.Severity
+    reuse_key: Hashable | None
 
 
-_UNFREEZABLE = object()
+def bind(selected: Selected, level: registry.Level) -> Bound:
+    """The check of ``selected`` as a policy at ``level`` runs it."""
+    chk = selected.check
+    rule = chk.rule(level)
+    try:
+        frozen = _freeze(selected.params)
+        hash(frozen)
+        key: Hashable | None = (rule, chk.id, frozen)
+    except TypeError:
+        key = None
+    return Bound(
+        check=chk,
+        rule=rule,
+        params=selected.params,
+        severity=selected.severity or chk.severity,
+        reuse_key=key,
+    )
 
 
 def _freeze(value: object) -> Hashable:
@@ -120,7 +122,7 @@ class Memo:
     """What one review learned about one pod, to reuse across the policies of that review.
 
     ``derived`` is shared by every Context built for the pod (``Context.derive``);
-    ``outcomes`` holds each check's violations by :meth:`Selected.reuse_key`, or is None
+    ``outcomes`` holds each check's violations by :attr:`Bound.reuse_key`, or is None
     when nothing can be reused (a single policy: keying every check would only cost).
     Valid for one pod, unchanged, during one review: make a new Memo for every evaluation.
     """
@@ -139,11 +141,20 @@ def run(
     level: registry.Level,
     memo: Memo | None = None,
 ) -> list[Result]:
-    """Run every selected check over the pod, in order; never raises for a check's bug.
+    """Run every selected check over the pod at ``level``, in order.
 
-    With a ``memo`` (one per pod and review), a check whose :meth:`Selected.reuse_key`
-    was already evaluated is not run again: its violations are reused, with this
-    selection's severity.
+    For one-off runs (tests, tools): it binds the checks on every call. Reviews run the
+    checks a compiled policy bound once, through :func:`run_bound`.
+    """
+    return run_bound(pod, [bind(sel, level) for sel in selected], memo=memo)
+
+
+def run_bound(pod: PodInput, bound: Iterable[Bound], *, memo: Memo | None = None) -> list[Result]:
+    """Run every bound check over the pod, in order; never raises for a check's bug.
+
+    With a ``memo`` (one per pod and review), a check whose :attr:`Bound.reuse_key` was
+    already evaluated is not run again: its violations are reused, with this check's
+    severity.
     """
     results: list[Result] = []
     derived: dict[str, Any] = {} if memo is None else memo.derived
@@ -151,17 +162,16 @@ def run(
     # Contexts are immutable, so the checks without parameters (most of them) share one;
     # building a Context per check was a measurable part of a review (hack/bench).
     shared: registry.Context | None = None
-    for sel in selected:
-        chk = sel.check
-        key = None if outcomes is None else sel.reuse_key(level)
+    for b in bound:
+        chk = b.check
+        key = None if outcomes is None else b.reuse_key
         done = None if key is None or outcomes is None else outcomes.get(key)
         if done is None:
-            if sel.params:
+            if b.params:
                 ctx = registry.make_context(
                     metadata=pod.metadata,
                     spec=pod.spec,
-                    level=level,
-                    params=sel.params,
+                    params=b.params,
                     spec_path=pod.spec_path,
                     metadata_path=pod.metadata_path,
                     derived=derived,
@@ -171,7 +181,6 @@ def run(
                     shared = registry.make_context(
                         metadata=pod.metadata,
                         spec=pod.spec,
-                        level=level,
                         params={},  # as Context's default factory gives
                         spec_path=pod.spec_path,
                         metadata_path=pod.metadata_path,
@@ -181,7 +190,7 @@ def run(
             # Inlined rather than a helper call: this loop runs for every check of every
             # policy of every pod, and a call costs as much as a simple check.
             try:
-                violations = tuple(chk.fn(ctx))
+                violations = tuple(b.rule(ctx))
             except registry.Skip:
                 done = _SKIPPED.get(chk.id) or _outcome(chk.id, Outcome.SKIP)
             except Exception as exc:  # a check's bug is its own error, never the engine's
@@ -194,14 +203,14 @@ def run(
             if key is not None and outcomes is not None:
                 outcomes[key] = done
         # A pass or skip is a finding-less Result, the same for every severity.
-        results.append(done if isinstance(done, Result) else _failed(sel, done, pod))
+        results.append(done if isinstance(done, Result) else _failed(b, done, pod))
     return results
 
 
-def _failed(sel: Selected, raw: _Raw, pod: PodInput) -> Result:
-    """The Result of a failed or errored check, with this selection's severity."""
-    chk = sel.check
-    severity = sel.severity or chk.severity
+def _failed(b: Bound, raw: _Raw, pod: PodInput) -> Result:
+    """The Result of a failed or errored check, with this binding's severity."""
+    chk = b.check
+    severity = b.severity
     detail = raw[1]
     if isinstance(detail, str):
         finding = Finding(

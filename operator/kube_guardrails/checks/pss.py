@@ -14,9 +14,10 @@ How upstream's check set maps onto ours:
   (``seccompProfile_restricted`` replaces ``seccompProfile_baseline``,
   ``capabilities_restricted`` replaces ``capabilities_baseline``, ``procMount_restricted``
   replaces ``procMount``). Here each pair is one check id (``seccomp``, ``capabilities``,
-  ``procMount``) that reads ``ctx.level`` and applies the restricted rule when the policy's
-  level is ``restricted``, the baseline rule otherwise. Their registry level stays
-  ``baseline``: they are on from baseline upwards.
+  ``procMount``): the baseline rule is the check's function and the restricted rule is
+  registered as its override (``registry.override``), which a policy at ``restricted``
+  runs instead. Their registry level stays ``baseline``: they are on from baseline
+  upwards.
 - ``restrictedVolumes`` also overrides ``hostPathVolumes`` upstream. Here both stay active
   at restricted (a hostPath volume is reported by both ``hostPathVolumes`` and
   ``volumeTypes``), so that turning one of them off in a policy never lets hostPath through.
@@ -312,7 +313,6 @@ def privileged(ctx: registry.Context) -> Iterator[registry.Violation]:
     level=_BASELINE,
     severity=_HIGH,
     default_action="Enforce",
-    level_sensitive=True,
     hint=(
         "baseline: add only default capabilities; restricted: set "
         'securityContext.capabilities.drop: ["ALL"] and add at most NET_BIND_SERVICE'
@@ -335,11 +335,6 @@ def capabilities(ctx: registry.Context) -> Iterator[registry.Violation]:
     enough -- and ``capabilities.add`` may contain only NET_BIND_SERVICE. Since v1.25 a
     pod with ``spec.os.name: windows`` is exempt from the restricted rule (outcome skip).
     """
-    if ctx.level is _RESTRICTED:
-        if _is_windows(ctx):
-            raise registry.Skip("spec.os.name is windows: Linux capabilities do not apply")
-        yield from _capabilities_restricted(ctx)
-        return
     for c in _containers(ctx):
         caps = c.security_context.get("capabilities")
         if caps is None:
@@ -354,7 +349,11 @@ def capabilities(ctx: registry.Context) -> Iterator[registry.Violation]:
                 )
 
 
-def _capabilities_restricted(ctx: registry.Context) -> Iterator[registry.Violation]:
+@registry.override("capabilities", level=_RESTRICTED)
+def capabilities_restricted(ctx: registry.Context) -> Iterator[registry.Violation]:
+    """The restricted rule of ``capabilities`` (documented there)."""
+    if _is_windows(ctx):
+        raise registry.Skip("spec.os.name is windows: Linux capabilities do not apply")
     for c in _containers(ctx):
         caps = _map(c.security_context.get("capabilities"))
         if not _drops_all(caps.get("drop")):
@@ -571,7 +570,6 @@ def _selinux(
     level=_BASELINE,
     severity=_HIGH,
     default_action="Enforce",
-    level_sensitive=True,
     hint="remove securityContext.procMount (or set it to Default) on every container",
 )
 def proc_mount(ctx: registry.Context) -> Iterator[registry.Violation]:
@@ -588,14 +586,24 @@ def proc_mount(ctx: registry.Context) -> Iterator[registry.Violation]:
     - restricted: upstream ``check_procMount_restricted.go`` (v1.35, overrides the baseline
       rule): ``Default`` or unset only, user namespace or not.
     """
-    if ctx.level is not _RESTRICTED and _user_namespaced(ctx):
+    if _user_namespaced(ctx):
         raise registry.Skip("spec.hostUsers is false: the pod runs in a user namespace")
+    return _proc_mount(ctx, level="baseline")
+
+
+@registry.override("procMount", level=_RESTRICTED)
+def proc_mount_restricted(ctx: registry.Context) -> Iterator[registry.Violation]:
+    """The restricted rule of ``procMount`` (documented there)."""
+    return _proc_mount(ctx, level="restricted")
+
+
+def _proc_mount(ctx: registry.Context, *, level: str) -> Iterator[registry.Violation]:
     for c in _containers(ctx):
         value = c.security_context.get("procMount")
         if value is not None and value != PROC_MOUNT_DEFAULT:
             yield _violation(
                 f"{c.who} sets securityContext.procMount to {_text(value)}; "
-                f"only Default is allowed at {_level_name(ctx)}",
+                f"only Default is allowed at {level}",
                 c.path(ctx, "securityContext", "procMount"),
                 container=c.name,
             )
@@ -608,7 +616,6 @@ def proc_mount(ctx: registry.Context) -> Iterator[registry.Violation]:
     level=_BASELINE,
     severity=_HIGH,
     default_action="Enforce",
-    level_sensitive=True,
     hint="set spec.securityContext.seccompProfile.type: RuntimeDefault (or Localhost)",
 )
 def seccomp(ctx: registry.Context) -> Iterator[registry.Violation]:
@@ -631,11 +638,20 @@ def seccomp(ctx: registry.Context) -> Iterator[registry.Violation]:
     container; ``Unconfined`` is forbidden everywhere. Since v1.25 a pod with
     ``spec.os.name: windows`` is exempt from the restricted rule (outcome skip).
     """
-    restricted = ctx.level is _RESTRICTED
-    if restricted and _is_windows(ctx):
+    return _seccomp(ctx, restricted=False)
+
+
+@registry.override("seccomp", level=_RESTRICTED)
+def seccomp_restricted(ctx: registry.Context) -> Iterator[registry.Violation]:
+    """The restricted rule of ``seccomp`` (documented there)."""
+    if _is_windows(ctx):
         raise registry.Skip("spec.os.name is windows: seccomp does not apply")
+    return _seccomp(ctx, restricted=True)
+
+
+def _seccomp(ctx: registry.Context, *, restricted: bool) -> Iterator[registry.Violation]:
     allowed = _SECCOMP_ALLOWED
-    level = _level_name(ctx)
+    level = "restricted" if restricted else "baseline"
     raw_pod = _pod_security_context(ctx).get("seccompProfile")
     pod_set = raw_pod is not None
     if pod_set:
@@ -948,7 +964,3 @@ def run_as_user(ctx: registry.Context) -> Iterator[registry.Violation]:
                 c.path(ctx, "securityContext", "runAsUser"),
                 container=c.name,
             )
-
-
-def _level_name(ctx: registry.Context) -> str:
-    return "restricted" if ctx.level is _RESTRICTED else "baseline"

@@ -1,11 +1,18 @@
 """The check registry: every check is a small function with metadata.
 
 A check is registered with :func:`check` and receives a :class:`Context` (the pod's
-metadata and spec, the Pod Security level in force and the check's parameters from the
-policy). It yields :class:`Violation` objects; an empty result means the check passed.
-It may raise :class:`Skip` when it does not apply (e.g. ``imageRegistry`` without an
-allow-list). The engine turns any other exception into an ``error`` outcome for that
-check only.
+metadata and spec and the check's parameters from the policy). It yields
+:class:`Violation` objects; an empty result means the check passed. It may raise
+:class:`Skip` when it does not apply (e.g. ``imageRegistry`` without an allow-list). The
+engine turns any other exception into an ``error`` outcome for that check only.
+
+A check never sees the Pod Security level. A rule that is stricter at a higher level is
+registered as an :func:`override` of the check at that level, the way
+pod-security-admission's restricted checks override their baseline counterparts; a
+compiled policy binds each check to the rule of its level once
+(``planning.compile_policy``). So a function always judges a pod the same way, and the
+engine may reuse its violations across the policies of one review without the check's
+author declaring anything.
 
 The registry is validated once (:func:`validate`): ids are unique, metadata complete.
 """
@@ -79,14 +86,13 @@ class Context:
 
     metadata: Mapping[str, Any]
     spec: Mapping[str, Any]
-    level: Level = Level.BASELINE
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     spec_path: str = "spec"
     metadata_path: str = "metadata"
     # Facts derived from this pod that several checks need (the container walk, ...).
     # The engine passes one dict to every Context of one pod in one review, so each fact
     # is computed once per pod rather than once per check and per policy. Only for
-    # values that depend on the pod alone, never on level or params: see :meth:`derive`.
+    # values that depend on the pod alone, never on params: see :meth:`derive`.
     derived: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def path(self, *parts: str | int) -> str:
@@ -100,7 +106,7 @@ class Context:
         """``build(spec)``, computed once per pod and shared by every check that asks.
 
         ``key`` names the fact (prefix it with the module); ``build`` must depend on the
-        spec only, since the result is reused across levels, params and policies.
+        spec only, since the result is reused across rules, params and policies.
         """
         try:
             value: _T = self.derived[key]
@@ -142,7 +148,6 @@ def make_context(
     *,
     metadata: Mapping[str, Any],
     spec: Mapping[str, Any],
-    level: Level,
     params: Mapping[str, Any],
     spec_path: str,
     metadata_path: str,
@@ -159,7 +164,6 @@ def make_context(
     ctx.__dict__.update(
         metadata=metadata,
         spec=spec,
-        level=level,
         params=params,
         spec_path=spec_path,
         metadata_path=metadata_path,
@@ -178,6 +182,7 @@ class Check:
     category: Category
     severity: Severity
     hint: str
+    # The rule at the check's own level (and below it, when a policy names the check).
     fn: CheckFn
     # Pod Security level that introduces the check (None for best practices).
     level: Level | None = None
@@ -186,10 +191,23 @@ class Check:
     # Human description of the parameters a policy may set under checks.<id>.
     params: Mapping[str, str] = dataclasses.field(default_factory=dict)
     doc: str = ""
-    # True when the outcome depends on ``Context.level`` (a check that applies a stricter
-    # rule at restricted). Every other check gives the same violations at every level, so
-    # a review with several policies runs it once per set of params (planning.review).
-    level_sensitive: bool = False
+    # Stricter rules replacing ``fn`` from a level up (see :func:`override`).
+    overrides: Mapping[Level, CheckFn] = dataclasses.field(default_factory=dict)
+
+    def rule(self, level: Level) -> CheckFn:
+        """The function that judges a pod for a policy at ``level``.
+
+        The override registered for the highest level not above ``level``, else ``fn``.
+        Called when a policy is compiled, not per pod.
+        """
+        chosen = self.fn
+        for candidate in LEVEL_ORDER[: LEVEL_ORDER.index(level) + 1]:
+            chosen = self.overrides.get(candidate, chosen)
+        return chosen
+
+
+# Levels from the least to the most strict.
+LEVEL_ORDER: tuple[Level, ...] = (Level.NONE, Level.BASELINE, Level.RESTRICTED)
 
 
 _REGISTRY: dict[str, Check] = {}
@@ -207,13 +225,8 @@ def check(
     level: Level | None = None,
     default_action: str = "Audit",
     params: Mapping[str, str] | None = None,
-    level_sensitive: bool = False,
 ) -> Callable[[CheckFn], CheckFn]:
-    """Register a check function; its docstring becomes the check's documentation.
-
-    A check that reads ``ctx.level`` must say ``level_sensitive=True``: otherwise its
-    violations at one level are reused for a policy at another level in the same review.
-    """
+    """Register a check function; its docstring becomes the check's documentation."""
 
     def decorator(fn: CheckFn) -> CheckFn:
         if id in _REGISTRY:
@@ -229,9 +242,27 @@ def check(
             default_action=default_action,
             params=dict(params or {}),
             doc=(fn.__doc__ or "").strip(),
-            level_sensitive=level_sensitive,
         )
-        _IDS.clear()
+        return fn
+
+    return decorator
+
+
+def override(check_id: str, *, level: Level) -> Callable[[CheckFn], CheckFn]:
+    """Register the rule that replaces a check's rule for policies at ``level`` and above.
+
+    As upstream's ``capabilities_restricted`` overrides ``capabilities_baseline``: the
+    check keeps one id, one action and one documentation (its own function's docstring),
+    and the compiled policy runs whichever rule its level calls for.
+    """
+
+    def decorator(fn: CheckFn) -> CheckFn:
+        chk = _REGISTRY.get(check_id)
+        if chk is None:
+            raise RegistryError(f"override of unknown check {check_id!r}")
+        if level in chk.overrides:
+            raise RegistryError(f"duplicate override of {check_id!r} at {level.value}")
+        _REGISTRY[check_id] = dataclasses.replace(chk, overrides={**chk.overrides, level: fn})
         return fn
 
     return decorator
@@ -254,19 +285,9 @@ def get(check_id: str) -> Check:
 
 
 def ids() -> frozenset[str]:
+    """Every registered check id (asked when a policy is parsed, never per review)."""
     _load()
-    # Asked on every review (planning checks that its cached plans are still current),
-    # so the set is built once per registry content, not per call.
-    key = (id(_REGISTRY), len(_REGISTRY))
-    current = _IDS.get(key)
-    if current is None:
-        _IDS.clear()
-        current = _IDS[key] = frozenset(_REGISTRY)
-    return current
-
-
-# ids() by (registry dict, size); cleared whenever a check is registered.
-_IDS: dict[tuple[int, int], frozenset[str]] = {}
+    return frozenset(_REGISTRY)
 
 
 def validate() -> None:
@@ -282,6 +303,12 @@ def validate() -> None:
             problems.append(f"{c.id}: default_action {c.default_action!r} is not Off/Audit/Enforce")
         if (c.category is Category.POD_SECURITY) != (c.level is not None):
             problems.append(f"{c.id}: Pod Security checks need a level, others none")
+        for over in c.overrides:
+            if c.level is None or LEVEL_ORDER.index(over) <= LEVEL_ORDER.index(c.level):
+                problems.append(
+                    f"{c.id}: an override at {over.value} must be stricter than the check's "
+                    "own level"
+                )
     if problems:
         raise RegistryError("check registry is invalid:\n  " + "\n  ".join(problems))
 
@@ -289,7 +316,7 @@ def validate() -> None:
 def _load() -> None:
     # Importing the check modules registers their checks; done lazily so that the
     # registry module itself has no import cycle with them. The flag skips the import
-    # machinery on the hot path (every review asks for ids()).
+    # machinery on the paths that ask often (every policy parse asks for ids()).
     global _LOADED
     if _LOADED:
         return

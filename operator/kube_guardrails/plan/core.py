@@ -271,7 +271,8 @@ def compute(
         notes=tuple(notes),
     )
     by_name: dict[str, NamespacePlan] = {}
-    selecting: dict[str, list[policy_model.Policy]] = {}
+    compiled = [planning.compile_policy(p) for p in applied]  # once for every workload
+    selecting: dict[str, list[planning.CompiledPolicy]] = {}
     for ns in sorted(namespaces, key=lambda n: n.name):
         nsp = _namespace_plan(
             ns, applied=applied, before=before, after=after, operator_namespace=operator_namespace
@@ -291,7 +292,7 @@ def compute(
                 )
         plan.namespaces.append(nsp)
         by_name[ns.name] = nsp
-        selecting[ns.name] = [p for p in applied if p.name in nsp.selected_by]
+        selecting[ns.name] = [c for c in compiled if c.name in nsp.selected_by]
 
     for body in workloads:
         meta = body.get("metadata") or {}
@@ -347,7 +348,7 @@ def _namespace_plan(
 def _review_one(
     nsp: NamespacePlan,
     body: Mapping[str, Any],
-    pols: Sequence[policy_model.Policy],
+    pols: Sequence[planning.CompiledPolicy],
     *,
     operator_namespace: str,
     now: datetime.datetime,
@@ -387,7 +388,7 @@ def _review_one(
     )
     if kind != "Pod":
         return
-    for pol in pols:
+    for pol in (c.policy for c in pols):
         mine = {pol.name: pol}
         enforced = sorted(
             {

@@ -5,6 +5,10 @@ hardening, workload review). Only policies that parsed and validated are ``valid
 an invalid policy is remembered with its error so it never changes what the valid
 ones enforce. Listeners are told which policy changed so they can re-evaluate only
 what it selects.
+
+A policy is compiled (``planning.compile_policy``) once, when it is stored, and the
+reviews take the compiled policies (``compiled()``): nothing about a policy is worked
+out again per workload.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kube_guardrails import planning
 from kube_guardrails.checks import registry
 from kube_guardrails.model import policy as policy_model
 
@@ -25,6 +30,8 @@ class Entry:
     generation: int
     policy: policy_model.Policy | None
     error: policy_model.PolicyError | None
+    # ``policy`` compiled, when valid; kept with it so the two never disagree.
+    compiled: planning.CompiledPolicy | None = None
 
 
 Listener = Callable[[str, policy_model.Policy | None, policy_model.Policy | None], None]
@@ -54,12 +61,22 @@ class PolicyStore:
             error = None
         except policy_model.PolicyError as e:
             parsed, error = None, e
+        with self._lock:
+            old = self._entries.get(name)
+        compiled: planning.CompiledPolicy | None = None
+        if parsed is not None:
+            # An unchanged policy (a resync, a status-only update) keeps its compiled form.
+            if old is not None and old.compiled is not None and old.policy == parsed:
+                parsed, compiled = old.compiled.policy, old.compiled
+            else:
+                compiled = planning.compile_policy(parsed)
         entry = Entry(
             name=name,
             uid=str(meta.get("uid") or ""),
             generation=int(meta.get("generation") or 0),
             policy=parsed,
             error=error,
+            compiled=compiled,
         )
         with self._lock:
             old = self._entries.get(name)
@@ -89,6 +106,14 @@ class PolicyStore:
             return sorted(
                 (e.policy for e in self._entries.values() if e.policy is not None),
                 key=lambda p: p.name,
+            )
+
+    def compiled(self) -> list[planning.CompiledPolicy]:
+        """Every valid policy compiled, in name order (what reviews take)."""
+        with self._lock:
+            return sorted(
+                (e.compiled for e in self._entries.values() if e.compiled is not None),
+                key=lambda c: c.name,
             )
 
     def names(self) -> list[str]:

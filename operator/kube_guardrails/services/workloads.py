@@ -48,7 +48,7 @@ import contextlib
 import dataclasses
 import datetime
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from kube_guardrails import (
@@ -531,13 +531,14 @@ class WorkloadService:
             # deciding "no policy applies" would wrongly clear annotations.
             self._waiting_for_namespace[namespace].add(key)
             return None
-        matched = planning.matching_policies(
-            self._store.valid(),
+        compiled = planning.matching_policies(
+            self._store.compiled(),
             namespace=namespace,
             labels=ns_labels,
             operator_namespace=self._operator_namespace,
         )
-        verdict = review(body, matched, namespace=namespace, now=now)
+        matched = [c.policy for c in compiled]
+        verdict = review(body, compiled, namespace=namespace, now=now)
         if verdict.findings:
             self._verdicts[key] = verdict
         else:  # compliant objects are the many: keep nothing for them
@@ -800,7 +801,10 @@ class WorkloadService:
         if memo is not None and memo[0] is body:
             owner_items = memo[1]
         else:
-            verdict = review(body, matched, namespace=owner[1], now=now)
+            # The store's compiled forms of the same policies (compiled once per change).
+            names = {p.name for p in matched}
+            compiled = [c for c in self._store.compiled() if c.policy.name in names]
+            verdict = review(body, compiled, namespace=owner[1], now=now)
             owner_items = violations.items_of(
                 verdict.findings, policies={p.name: p for p in matched}, kind=owner[0]
             )
@@ -975,7 +979,7 @@ class WorkloadService:
 
 def review(
     body: Mapping[str, Any],
-    policies: list[policy_model.Policy],
+    policies: Sequence[planning.CompiledPolicy | policy_model.Policy],
     *,
     namespace: str,
     now: datetime.datetime,
