@@ -274,6 +274,20 @@ def _etcd_delete(etcd_port: int, key: str) -> int:
         return int(json.load(response).get("deleted") or 0)
 
 
+async def _create_when_ready(
+    api: real_api.RealApi, namespace: str, name: str, *, timeout: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            create_pod(api, namespace, name)
+            return
+        except Exception as e:  # ApiError 403/5xx or a refused connection while starting
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the restarted API server never accepted a Pod: {e}") from e
+            await asyncio.sleep(0.5)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -317,7 +331,10 @@ async def test_an_api_server_restart_with_deletions_meanwhile_relists_and_conver
         subprocess.run, [str(script), "up"], env=env, capture_output=True, text=True, timeout=300
     )
     assert up.returncode == 0, up.stderr[-2000:]
-    create_pod(api, ns, "pod-after")
+    # A freshly started API server answers 403 "not yet ready to handle request" until
+    # its admission informers (NamespaceLifecycle) have synced: retry the create until
+    # it is accepted, so neither this test nor the ones after it see a half-ready server.
+    await _create_when_ready(api, ns, "pod-after")
 
     expected = {*names, "pod-after"} - {"pod-1", "pod-4"}
     await until(
