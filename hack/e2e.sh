@@ -122,13 +122,15 @@ wait_live() {
   die "the operator did not become live within 60s (log above)"
 }
 
-# Namespace, ServiceAccount, ClusterRole and binding exactly as manifests/ has them (no
+# Namespace, ServiceAccount, ClusterRole, the leader-election Role and their bindings
+# exactly as manifests/ has them (no
 # Deployment), and a bound token for the account: the local operator then has the
 # permissions the install grants, so a missing rule fails the suite.
 setup_service_account() {
   say "applying the operator's namespace, ServiceAccount and RBAC from manifests/"
   kubectl apply -f manifests/namespace.yaml -f manifests/serviceaccount.yaml \
-    -f manifests/clusterrole.yaml -f manifests/clusterrolebinding.yaml
+    -f manifests/clusterrole.yaml -f manifests/clusterrolebinding.yaml \
+    -f manifests/role.yaml -f manifests/rolebinding.yaml
   mkdir -p "$WORKDIR"
   local made
   made="$(KUBECTL_CONTEXT="$CONTEXT" "$ROOT/hack/sa-kubeconfig.sh" "$SA_KUBECONFIG" \
