@@ -266,6 +266,14 @@ fi
 if [ "$MODE" = "local" ] && [ "$USE_SA" = "1" ]; then
   export KUBE_GUARDRAILS_E2E_OPERATOR_KUBECONFIG="$SA_KUBECONFIG"
 fi
+if [ "$MODE" = "local" ]; then
+  # The HA tests kill this operator (SIGKILL) and run a second replica next to it.
+  export KUBE_GUARDRAILS_E2E_OPERATOR_PIDFILE="$PIDFILE"
+fi
+# The shared control plane (../shared/kube) logs every write; the HA tests count them.
+if [ -n "${KUBE_TEST_DIR:-}" ] && [ -r "$KUBE_TEST_DIR/audit.log" ]; then
+  export KUBE_GUARDRAILS_E2E_AUDIT_LOG="$KUBE_TEST_DIR/audit.log"
+fi
 
 if [ "$BENCH" = "1" ]; then
   say "running hack/bench/bench_e2e_hardening.py $*"
