@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import pathlib
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 
@@ -39,6 +38,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.e2e_serial]
 
 Scenario = e2e_scenario.Scenario
 NAMESPACE_HARDENED = e2e_scenario.NAMESPACE_HARDENED
+MANAGED_RESOURCES = ("networkpolicies", "limitranges")
 
 
 class Pair:
@@ -63,7 +63,7 @@ def pair(restartable: e2e_scenario.Env) -> Iterator[Pair]:
     if a.gone() or a.report() is None:
         env.restart_operator()
     replicas.wait_role(a, "leader", timeout=settings.timeout)
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="kube-guardrails-ha-"))
+    workdir = pathlib.Path(settings.operator_pidfile).parent  # next to A's log
     b = replicas.start_replica(settings, name=f"replica-b-{env.run}", workdir=workdir)
     try:
         harness.wait_for(
@@ -152,16 +152,34 @@ def test_leader_killed_mid_burst_standby_takes_over_nothing_lost_or_doubled(
 ) -> None:
     audit = audit_log(scenario)
     old_id, new_id = pair.leader.identity(), pair.standby.identity()
-    policy = scenario.policy("p")["metadata"]["name"]  # default hardening, workloads quiet
+    policy = scenario.policy(
+        "p", {"workloads": {"podSecurity": "baseline", "checks": e2e_scenario.QUIET_CHECKS}}
+    )["metadata"]["name"]
     scenario.wait_policy_ready(policy)
-    namespaces = [scenario.namespace("a")["metadata"]["name"] for _ in range(10)]
+    image = scenario.env.settings.image
+    first = scenario.namespace("a")["metadata"]["name"]
+    scenario.wait_hardened(first, policy)
+    # A violation the old leader recorded (annotation and Event) before it dies: the
+    # new leader's first full review must find it recorded and post nothing again.
+    before = scenario.create(
+        kube_api.pods(first),
+        e2e_scenario.pod(first, scenario.name("before"), image, privileged=True),
+    )
+    scenario.wait_event(before, e2e_scenario.GUARDRAIL_VIOLATION)
+    namespaces = [first] + [scenario.namespace("a")["metadata"]["name"] for _ in range(9)]
     pair.leader.signal(signal.SIGKILL)
     killed = time.monotonic()
     namespaces += [scenario.namespace("b")["metadata"]["name"] for _ in range(10)]
+    last = namespaces[-1]
+    after = scenario.create(
+        kube_api.pods(last), e2e_scenario.pod(last, scenario.name("after"), image, privileged=True)
+    )
     harness.wait_for(pair.leader.gone, timeout=10, what="the killed leader to be gone")
     replicas.wait_role(pair.standby, "leader", timeout=scenario.timeout)
     print(f"take-over: {time.monotonic() - killed:.1f}s after SIGKILL (lease 10 s)")
     assert replicas.lease_holder(scenario.kube) == new_id
+    scenario.wait_annotated(after)
+    scenario.wait_event(after, e2e_scenario.GUARDRAIL_VIOLATION)
 
     uids = {}
     for ns in namespaces:
@@ -175,28 +193,37 @@ def test_leader_killed_mid_burst_standby_takes_over_nothing_lost_or_doubled(
             f"the NamespaceHardened Event of {ns}",
         )
         assert len(events) == 1 and harness.event_total(events) == 1, (ns, events)
+    # One GuardrailViolation Event per violating Pod: the set changed once for each.
+    for pod in (before, after):
+        events = scenario.events(pod["metadata"]["uid"], e2e_scenario.GUARDRAIL_VIOLATION)
+        assert harness.event_total(events) == 1, (pod["metadata"]["name"], events)
     if audit is None:
         pytest.skip("no audit log (KUBE_GUARDRAILS_E2E_AUDIT_LOG): checked objects and Events")
     writes = audit.writes(user=operator_user(scenario))
-    creates: dict[tuple[str, str], list[str]] = {}
+    # (resource, namespace) -> [(which leader, HTTP status)] of every create attempt. A
+    # create cut off by the SIGKILL shows as a 5xx that created nothing; a duplicate
+    # (acting on a stale view) would show as a second 201 or a 409 AlreadyExists.
+    creates: dict[tuple[str, str], list[tuple[str, int]]] = {}
     for w in writes:
         resource, ns, _ = replicas.object_of(w)
-        if (
-            w.get("verb") == "create"
-            and ns in uids
-            and resource in ("networkpolicies", "limitranges")
-        ):
-            who = "old" if old_id and replicas.written_by(w, old_id) else "new"
-            creates.setdefault((resource, ns), []).append(who)
+        if w.get("verb") == "create" and ns in uids and resource in MANAGED_RESOURCES:
+            who = "old" if old_id and replicas.written_by(w, old_id) else "?"
+            who = "new" if new_id and replicas.written_by(w, new_id) else who
+            code = int((w.get("responseStatus") or {}).get("code") or 0)
+            creates.setdefault((resource, ns), []).append((who, code))
     for ns in namespaces:
-        for resource in ("networkpolicies", "limitranges"):
-            assert len(creates.get((resource, ns), [])) == 1, (
-                resource,
-                ns,
-                creates.get((resource, ns)),
-            )
+        for resource in MANAGED_RESOURCES:
+            made = creates.get((resource, ns), [])
+            created = [who for who, code in made if 200 <= code < 300]
+            conflicts = [who for who, code in made if code == 409]
+            assert len(created) == 1 and not conflicts, f"{resource} in {ns}: {made}"
+    # Each violating Pod annotated once (by whichever leader saw it first).
+    for pod in (before, after):
+        ref = ("pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
+        patches = [w for w in writes if replicas.object_of(w) == ref and w.get("verb") == "patch"]
+        assert len(patches) == 1, (ref, [w.get("userAgent") for w in patches])
     # The burst straddled the kill: both leaders did part of it.
-    assert {who for whos in creates.values() for who in whos} == {"old", "new"}
+    assert {who for made in creates.values() for who, code in made if code < 300} == {"old", "new"}
 
 
 def test_graceful_stop_releases_the_lease(scenario: Scenario, pair: Pair) -> None:
