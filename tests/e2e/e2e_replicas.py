@@ -222,6 +222,23 @@ def object_of(entry: Mapping[str, Any]) -> tuple[str, str, str]:
     return (str(ref.get("resource")), str(ref.get("namespace") or ""), str(ref.get("name") or ""))
 
 
+def wait_warm_standby(standby: Replica, leader: Replica, *, timeout: float) -> None:
+    """Until the standby sees the leader hold the Lease and its caches are complete."""
+
+    def warm() -> bool:
+        report = standby.report() or {}
+        return bool(
+            (report.get("leader") or {}).get("holder") == leader.identity()
+            and (report.get("hardening") or {}).get("synced")
+        )
+
+    harness.wait_for(
+        warm,
+        timeout=timeout,
+        what=f"{standby.name} on standby behind {leader.name}, caches complete",
+    )
+
+
 def wait_role(replica: Replica, role: str, *, timeout: float) -> float:
     """Wait until the replica reports ``role``; returns the seconds it took."""
     start = time.monotonic()

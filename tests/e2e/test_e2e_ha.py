@@ -66,11 +66,7 @@ def pair(restartable: e2e_scenario.Env) -> Iterator[Pair]:
     workdir = pathlib.Path(settings.operator_pidfile).parent  # next to A's log
     b = replicas.start_replica(settings, name=f"replica-b-{env.run}", workdir=workdir)
     try:
-        harness.wait_for(
-            lambda: b.leader_report().get("holder") == a.identity(),
-            timeout=settings.timeout,
-            what="replica B to see replica A as the holder of the Lease",
-        )
+        replicas.wait_warm_standby(b, a, timeout=settings.timeout)
         yield Pair(leader=a, standby=b)
     finally:
         try:

@@ -152,3 +152,22 @@ async def test_racing_candidates_never_both_win(
     lease = real_api_session.request("GET", lease_path(real_namespace))
     (winner,) = [r for r, w in zip(racers, won, strict=True) if w]
     assert lease["spec"]["holderIdentity"] == winner.elector.identity
+
+
+async def test_release_after_a_renewal_it_did_not_see_land(
+    real_api_session: RealApi, real_namespace: str, candidates: Callable[[str], Candidate]
+) -> None:
+    # A renewal cut off by the stop (its task cancelled mid-request) may still land on
+    # the server: the leader's resourceVersion is then stale, and it must read again.
+    a = candidates("replica-a")
+    a.start()
+    await eventually(a.started, "replica-a to lead")
+    assert a.task is not None
+    a.task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await a.task
+    lease = real_api_session.request("GET", lease_path(real_namespace))
+    real_api_session.request("PUT", lease_path(real_namespace), body=lease)  # a new version
+    assert await a.elector.release()
+    lease = real_api_session.request("GET", lease_path(real_namespace))
+    assert not lease["spec"].get("holderIdentity")

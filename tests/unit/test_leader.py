@@ -107,6 +107,24 @@ def test_observe(
     assert observed.at == expected_at and observed.record == seen
 
 
+@pytest.mark.parametrize(
+    ("observed", "now", "expected"),
+    [
+        pytest.param(None, 0.0, 2.0, id="no-lease-retry"),
+        pytest.param(leader.Observation(record(""), at=0.0), 0.0, 2.0, id="released-retry"),
+        pytest.param(leader.Observation(record(OTHER), at=0.0), 1.0, 2.0, id="far-from-expiry"),
+        pytest.param(
+            leader.Observation(record(OTHER), at=0.0), 9.0, 1.05, id="expires-before-next-retry"
+        ),
+        pytest.param(leader.Observation(record(OTHER), at=0.0), 12.0, 0.05, id="already-expired"),
+    ],
+)
+def test_next_attempt_in(observed: leader.Observation | None, now: float, expected: float) -> None:
+    assert leader.next_attempt_in(observed, identity=ME, now=now, retry=2.0) == pytest.approx(
+        expected
+    )
+
+
 TIMING = leader.Timing(lease_duration=10, renew_deadline=7, retry_period=2)
 
 

@@ -50,6 +50,8 @@ log = logs.get(__name__)
 LEASE_NAME = "kube-guardrails-leader"
 # client-go's jitter on the candidates' retry period (spreads their reads).
 JITTER = 1.2
+# Seconds after a lease's expiry (on our clock) at which a candidate tries to take it.
+EXPIRY_MARGIN = 0.05
 # Seconds a released lease claims: any candidate may take it at once (holder is empty).
 RELEASED_DURATION = 1
 
@@ -155,6 +157,18 @@ def decide(observed: Observation | None, *, identity: str, now: float) -> Decisi
     if now - observed.at >= record.duration_seconds:
         return Decision.ACQUIRE
     return Decision.WAIT
+
+
+def next_attempt_in(
+    observed: Observation | None, *, identity: str, now: float, retry: float
+) -> float:
+    """Seconds a candidate waits before its next attempt: the (jittered) retry period,
+    or less when the holder's lease runs out sooner (then it tries right at expiry
+    instead of up to a retry period later: that shortens a take-over)."""
+    if observed is None or observed.record.holder in ("", identity):
+        return retry
+    expires_in = observed.at + observed.record.duration_seconds - now
+    return max(min(retry, expires_in + EXPIRY_MARGIN), EXPIRY_MARGIN)
 
 
 def still_leading(*, last_renewed: float, now: float, timing: Timing) -> bool:
@@ -373,7 +387,14 @@ class Elector:
         """
         log.info("leader-election-candidate", lease=self.name, identity=self.identity)
         while not await self.try_acquire_or_renew():
-            await asyncio.sleep(self.timing.retry_period * random.uniform(1.0, JITTER))
+            await asyncio.sleep(
+                next_attempt_in(
+                    self._observed,
+                    identity=self.identity,
+                    now=self._clock(),
+                    retry=self.timing.retry_period * random.uniform(1.0, JITTER),
+                )
+            )
         self.is_leader = True
         log.info(
             "leader-elected",
@@ -423,9 +444,32 @@ class Elector:
         self.is_leader = False
         if not leading or observed is None or self._released:
             return False
-        record = observed.record
+        record: Record | None = observed.record
+        # Two tries: a renewal cut off by the stop may have landed on the server after
+        # all, leaving us a stale resourceVersion (409); then read the Lease again.
+        for _ in range(2):
+            if record is None or record.holder != self.identity:
+                return False  # not ours any more (or gone): nothing to release
+            try:
+                await self._write(self._released_body(record), create=False)
+            except client.ApiError as e:
+                if not e.conflict:
+                    log.warning("leader-release-failed", lease=self.name, error=str(e)[:300])
+                    return False
+                try:
+                    record = await self._get()
+                except client.ApiError:
+                    return False
+                continue
+            self._released = True
+            log.info("leader-released", lease=self.name, identity=self.identity)
+            return True
+        log.warning("leader-release-failed", lease=self.name, error="conflict")
+        return False
+
+    def _released_body(self, record: Record) -> dict[str, Any]:
         now = micro_time(self._wall_clock())
-        body = lease_body(
+        return lease_body(
             name=self.name,
             namespace=self.namespace,
             holder="",
@@ -435,14 +479,6 @@ class Elector:
             transitions=record.transitions,
             resource_version=record.resource_version,
         )
-        try:
-            await self._write(body, create=False)
-        except client.ApiError as e:  # 409: it changed hands meanwhile; nothing to release
-            log.warning("leader-release-failed", lease=self.name, error=str(e)[:300])
-            return False
-        self._released = True
-        log.info("leader-released", lease=self.name, identity=self.identity)
-        return True
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
