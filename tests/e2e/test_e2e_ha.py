@@ -197,8 +197,9 @@ def test_leader_killed_mid_burst_standby_takes_over_nothing_lost_or_doubled(
         pytest.skip("no audit log (KUBE_GUARDRAILS_E2E_AUDIT_LOG): checked objects and Events")
     writes = audit.writes(user=operator_user(scenario))
     # (resource, namespace) -> [(which leader, HTTP status)] of every create attempt. A
-    # create cut off by the SIGKILL shows as a 5xx that created nothing; a duplicate
-    # (acting on a stale view) would show as a second 201 or a 409 AlreadyExists.
+    # create cut off by the SIGKILL is logged as 504 whether or not the server stored
+    # the object; a duplicate (acting on a stale view) would show as a second 201 or a
+    # 409 AlreadyExists. That there is exactly one object was checked above.
     creates: dict[tuple[str, str], list[tuple[str, int]]] = {}
     for w in writes:
         resource, ns, _ = replicas.object_of(w)
@@ -211,8 +212,10 @@ def test_leader_killed_mid_burst_standby_takes_over_nothing_lost_or_doubled(
         for resource in MANAGED_RESOURCES:
             made = creates.get((resource, ns), [])
             created = [who for who, code in made if 200 <= code < 300]
+            cut_off = [who for who, code in made if code == 504 and who == "old"]
             conflicts = [who for who, code in made if code == 409]
-            assert len(created) == 1 and not conflicts, f"{resource} in {ns}: {made}"
+            assert len(created) <= 1 and not conflicts, f"{resource} in {ns}: {made}"
+            assert created or cut_off, f"{resource} in {ns}: never created? {made}"
     # Each violating Pod annotated once (by whichever leader saw it first).
     for pod in (before, after):
         ref = ("pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
