@@ -50,6 +50,11 @@ log = logs.get(__name__)
 LEASE_NAME = "kube-guardrails-leader"
 # client-go's jitter on the candidates' retry period (spreads their reads).
 JITTER = 1.2
+HINT = (
+    "this replica cannot hold the Lease, so it writes nothing: the namespace must exist "
+    "(kubectl apply -f manifests/namespace.yaml) and the identity needs the Role in "
+    "manifests/role.yaml; or run a single replica with --leader-election false"
+)
 # Seconds after a lease's expiry (on our clock) at which a candidate tries to take it.
 EXPIRY_MARGIN = 0.05
 # Seconds a released lease claims: any candidate may take it at once (holder is empty).
@@ -319,7 +324,14 @@ class Elector:
         try:
             held = await self._round(started)
         except client.ApiError as e:
-            if not e.conflict:
+            if e.status in (403, 404):  # will not heal by itself: say what to do
+                log.error(
+                    "leader-election-impossible",
+                    lease=f"{self.namespace}/{self.name}",
+                    error=str(e)[:300],
+                    hint=HINT,
+                )
+            elif not e.conflict:
                 log.warning("leader-election-error", lease=self.name, error=str(e)[:300])
             return False
         if held:
