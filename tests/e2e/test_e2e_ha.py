@@ -166,9 +166,10 @@ def test_leader_killed_mid_burst_standby_takes_over_nothing_lost_or_doubled(
     pair.leader.signal(signal.SIGKILL)
     killed = time.monotonic()
     namespaces += [scenario.namespace("b")["metadata"]["name"] for _ in range(10)]
-    last = namespaces[-1]
+    # In the first namespace: a new one may not have its default ServiceAccount yet.
     after = scenario.create(
-        kube_api.pods(last), e2e_scenario.pod(last, scenario.name("after"), image, privileged=True)
+        kube_api.pods(first),
+        e2e_scenario.pod(first, scenario.name("after"), image, privileged=True),
     )
     harness.wait_for(pair.leader.gone, timeout=10, what="the killed leader to be gone")
     replicas.wait_role(pair.standby, "leader", timeout=scenario.timeout)
