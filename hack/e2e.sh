@@ -131,13 +131,15 @@ wait_live() {
   die "the operator did not become live within 60s (log above)"
 }
 
-# Namespace, ServiceAccount, ClusterRole and binding exactly as manifests/ has them (no
+# Namespace, ServiceAccount, ClusterRole, the leader-election Role and their bindings
+# exactly as manifests/ has them (no
 # Deployment), and a bound token for the account: the local operator then has the
 # permissions the install grants, so a missing rule fails the suite.
 setup_service_account() {
   say "applying the operator's namespace, ServiceAccount and RBAC from manifests/"
   kubectl apply -f manifests/namespace.yaml -f manifests/serviceaccount.yaml \
-    -f manifests/clusterrole.yaml -f manifests/clusterrolebinding.yaml
+    -f manifests/clusterrole.yaml -f manifests/clusterrolebinding.yaml \
+    -f manifests/role.yaml -f manifests/rolebinding.yaml
   mkdir -p "$WORKDIR"
   local made
   made="$(KUBECTL_CONTEXT="$CONTEXT" "$ROOT/hack/sa-kubeconfig.sh" "$SA_KUBECONFIG" \
@@ -284,6 +286,14 @@ if [ "$MODE" = "in-cluster" ] || [ "$USE_SA" = "1" ]; then
 fi
 if [ "$MODE" = "local" ] && [ "$USE_SA" = "1" ]; then
   export KUBE_GUARDRAILS_E2E_OPERATOR_KUBECONFIG="$SA_KUBECONFIG"
+fi
+if [ "$MODE" = "local" ]; then
+  # The HA tests kill this operator (SIGKILL) and run a second replica next to it.
+  export KUBE_GUARDRAILS_E2E_OPERATOR_PIDFILE="$PIDFILE"
+fi
+# The shared control plane (../shared/kube) logs every write; the HA tests count them.
+if [ -n "${KUBE_TEST_DIR:-}" ] && [ -r "$KUBE_TEST_DIR/audit.log" ]; then
+  export KUBE_GUARDRAILS_E2E_AUDIT_LOG="$KUBE_TEST_DIR/audit.log"
 fi
 
 if [ "$BENCH" = "1" ]; then

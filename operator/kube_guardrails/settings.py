@@ -46,6 +46,16 @@ class Settings:
     #: ``HOST:PORT`` of the Prometheus ``/metrics`` endpoint (``[::]:9095`` for IPv6);
     #: empty: no endpoint.
     metrics_address: str = metrics.DEFAULT_ADDRESS
+    #: Run as one of several replicas: only the holder of the Lease
+    #: ``kube-guardrails-leader`` in ``namespace`` writes; the others keep warm caches
+    #: and take over when it goes (``k8s.leader``). Harmless with one replica.
+    leader_election: bool = True
+    #: Seconds a standby waits after the leader's last renewal before taking over.
+    lease_duration_seconds: float = 10.0
+    #: Seconds the leader keeps writing without a successful renewal (then it exits).
+    lease_renew_deadline_seconds: float = 7.0
+    #: Seconds between the leader's renewals and between a standby's attempts.
+    lease_retry_period_seconds: float = 2.0
 
 
 _FIELDS: dict[str, tuple[str, str]] = {
@@ -69,7 +79,33 @@ _FIELDS: dict[str, tuple[str, str]] = {
         "--metrics-address",
         "HOST:PORT of the Prometheus /metrics endpoint (empty: none)",
     ),
+    "leader_election": (
+        "--leader-election",
+        "only the holder of the leader Lease writes (run several replicas): true or false",
+    ),
+    "lease_duration_seconds": (
+        "--lease-duration-seconds",
+        "seconds without renewal before a standby takes the leader Lease (whole seconds)",
+    ),
+    "lease_renew_deadline_seconds": (
+        "--lease-renew-deadline-seconds",
+        "seconds the leader may fail to renew before it stops (less than the lease duration)",
+    ),
+    "lease_retry_period_seconds": (
+        "--lease-retry-period-seconds",
+        "seconds between renewals and between a standby's attempts",
+    ),
 }
+
+_SECONDS = (
+    "resync_seconds",
+    "status_interval_seconds",
+    "eviction_backoff_seconds",
+    "lease_duration_seconds",
+    "lease_renew_deadline_seconds",
+    "lease_retry_period_seconds",
+)
+_BOOLEANS = ("workloads", "leader_election")
 
 
 def env_name(field: str) -> str:
@@ -107,7 +143,7 @@ def build(raw: Mapping[str, str]) -> Settings:
     for field, value in raw.items():
         flag = _FIELDS[field][0]
         where = f"{flag} / {env_name(field)}"
-        if field in ("resync_seconds", "status_interval_seconds", "eviction_backoff_seconds"):
+        if field in _SECONDS:
             try:
                 number = float(value)
             except ValueError:
@@ -115,7 +151,7 @@ def build(raw: Mapping[str, str]) -> Settings:
             if not 0.1 <= number <= 86400:
                 raise SettingsError(f"{where}: must be between 0.1 and 86400 seconds")
             values[field] = number
-        elif field == "workloads":
+        elif field in _BOOLEANS:
             lowered = value.strip().lower()
             if lowered not in ("true", "false", "1", "0", "yes", "no"):
                 raise SettingsError(f"{where}: {value!r} is not true or false")
@@ -147,4 +183,27 @@ def build(raw: Mapping[str, str]) -> Settings:
             values[field] = value
         else:
             values[field] = value or None
-    return Settings(**values)  # type: ignore[arg-type]
+    built = Settings(**values)  # type: ignore[arg-type]
+    _check_lease_timing(built)
+    return built
+
+
+def _check_lease_timing(config: Settings) -> None:
+    """The lease settings together: a leader must give up before a standby may take over."""
+    if not config.leader_election:
+        return
+    duration, deadline, retry = (
+        config.lease_duration_seconds,
+        config.lease_renew_deadline_seconds,
+        config.lease_retry_period_seconds,
+    )
+    where = (
+        "--lease-duration-seconds / --lease-renew-deadline-seconds / --lease-retry-period-seconds"
+    )
+    if duration != int(duration):
+        raise SettingsError(f"--lease-duration-seconds: {duration:g} is not a whole number")
+    if not duration > deadline > 1.2 * retry:
+        raise SettingsError(
+            f"{where}: need duration > renew deadline > 1.2 x retry period, "
+            f"not {duration:g} / {deadline:g} / {retry:g}"
+        )

@@ -283,6 +283,11 @@ class E2ESettings:
     #: Local mode with a ServiceAccount: the operator's own kube config (a token), so a
     #: test can ask the API server who the operator really is.
     operator_kubeconfig: str | None = None
+    #: Local mode: the pid file of the operator hack/e2e.sh started (the HA tests kill it).
+    operator_pidfile: str | None = None
+    #: The API server's audit log (JSON lines), when the suite can read it (the shared
+    #: control plane writes one): the HA tests count writes per replica in it.
+    audit_log: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> E2ESettings:
@@ -320,4 +325,6 @@ class E2ESettings:
             context=get("CONTEXT"),
             operator_account=get("OPERATOR_ACCOUNT"),
             operator_kubeconfig=get("OPERATOR_KUBECONFIG"),
+            operator_pidfile=get("OPERATOR_PIDFILE"),
+            audit_log=get("AUDIT_LOG"),
         )

@@ -54,6 +54,8 @@ def kubeconfig(
         "KUBE_GUARDRAILS_RESYNC_SECONDS": "600",
         "KUBE_GUARDRAILS_WORKLOADS": "false",
         "KUBE_GUARDRAILS_LOG_LEVEL": "debug",
+        # One in-process operator against an emulator that has no Leases.
+        "KUBE_GUARDRAILS_LEADER_ELECTION": "false",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

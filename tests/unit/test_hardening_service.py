@@ -701,6 +701,23 @@ def _restart_after_post(world: World) -> World:
     return _restarted(world, minutes_after_create=1)
 
 
+def _die_between_creates(world: World) -> World:
+    _fail_create_of_limit_range(world)  # the NetworkPolicy is in place, the LimitRange not
+    return _restarted(world, minutes_after_create=1)
+
+
+def _restore_after_restart_long_ago(world: World) -> World:
+    # A new process cannot tell a restore from a first create (nothing in memory), and
+    # posts nothing for it; above all, no NamespaceHardened for an old hardening.
+    world.service.reconcile("team-a")
+    world.watch_sync()
+    world.reset()
+    world.gateway.named_events.clear()  # Events expire after an hour
+    del world.gateway.objects["networkpolicies", "team-a"]  # deleted while we were down
+    world.watch_sync()
+    return _restarted(world, minutes_after_create=60)
+
+
 def _die_before_post_long_ago(world: World) -> World:
     _fail_post(world)
     world.reset()
@@ -717,6 +734,10 @@ def _die_before_post_long_ago(world: World) -> World:
         pytest.param(_die_before_post, HARDENED, id="restart-between-create-and-post"),
         pytest.param(_restart_after_post, [], id="restart-after-post-no-duplicate"),
         pytest.param(_die_before_post_long_ago, [], id="restart-long-after-not-checked"),
+        pytest.param(_die_between_creates, HARDENED, id="restart-between-the-two-creates"),
+        pytest.param(
+            _restore_after_restart_long_ago, [], id="recreated-long-after-is-no-hardening"
+        ),
     ],
 )
 def test_namespace_hardened_event_is_posted_until_posted(

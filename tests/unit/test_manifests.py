@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from kube_guardrails import OPERATOR_NAMESPACE, metrics, settings
-from kube_guardrails.k8s import watch
+from kube_guardrails.k8s import leader, watch
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
@@ -76,6 +76,9 @@ def test_kustomize_build_renders_the_install() -> None:
         ("CustomResourceDefinition", "guardrailpolicies.kube-guardrails.io"),
         ("Deployment", NAME),
         ("Namespace", OPERATOR_NAMESPACE),
+        ("PodDisruptionBudget", NAME),
+        ("Role", "kube-guardrails-leader-election"),
+        ("RoleBinding", "kube-guardrails-leader-election"),
         ("Service", "kube-guardrails-metrics"),
         ("ServiceAccount", NAME),
         ("ValidatingAdmissionPolicy", "kube-guardrails-protect-managed-objects"),
@@ -179,6 +182,52 @@ def test_every_rule_is_explained_by_a_comment() -> None:
     assert uncommented == []
 
 
+# The leader Lease, in the operator's own namespace: (resource, resourceNames) -> verbs.
+EXPECTED_NAMESPACED_RULES = {
+    ("leases", ()): {"create"},  # RBAC cannot limit create by name
+    ("leases", (leader.LEASE_NAME,)): {"get", "update"},
+}
+
+
+def test_role_grants_exactly_the_lease_verbs_in_the_operator_namespace() -> None:
+    role = load("role.yaml")
+    assert role["metadata"]["namespace"] == OPERATOR_NAMESPACE
+    rules: dict[tuple[str, tuple[str, ...]], set[str]] = {}
+    for rule in role["rules"]:
+        assert rule["apiGroups"] == ["coordination.k8s.io"]
+        for resource in rule["resources"]:
+            key = (resource, tuple(rule.get("resourceNames") or ()))
+            rules.setdefault(key, set()).update(rule["verbs"])
+    assert rules == EXPECTED_NAMESPACED_RULES
+    # and no Lease rights cluster-wide
+    assert not any(group == "coordination.k8s.io" for group, _ in granted())
+
+
+def test_role_rules_are_explained_by_comments() -> None:
+    lines = (MANIFESTS / "role.yaml").read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip().startswith("- apiGroups:")]
+    assert len(starts) == len(load("role.yaml")["rules"])
+    assert [lines[i].strip() for i in starts if not lines[i - 1].strip().startswith("#")] == []
+
+
+def test_role_binding_ties_the_lease_role_to_the_operator_service_account() -> None:
+    binding = load("rolebinding.yaml")
+    account = load("serviceaccount.yaml")
+    assert binding["metadata"]["namespace"] == OPERATOR_NAMESPACE
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": load("role.yaml")["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": account["metadata"]["name"],
+            "namespace": account["metadata"]["namespace"],
+        }
+    ]
+
+
 def test_binding_ties_the_role_to_the_operator_service_account() -> None:
     binding = load("clusterrolebinding.yaml")
     account = load("serviceaccount.yaml")
@@ -201,12 +250,42 @@ def test_binding_ties_the_role_to_the_operator_service_account() -> None:
 # --------------------------------------------------------------------------- Deployment
 
 
-def test_deployment_runs_one_operator_at_a_time() -> None:
+def test_deployment_runs_two_replicas_with_leader_election() -> None:
     dep = deployment()
     assert dep["metadata"]["namespace"] == OPERATOR_NAMESPACE
-    assert dep["spec"]["replicas"] == 1
-    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert dep["spec"]["replicas"] == 2
+    # Safe only with leader election: a new Pod starts as a standby, then an old one goes.
+    assert dep["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     assert dep["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": NAME}
+    env = {e["name"]: e for e in container()["env"]}
+    assert env["KUBE_GUARDRAILS_LEADER_ELECTION"]["value"] == "true"
+    # The identity in the Lease names the Pod (downward API).
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
+def test_replicas_prefer_different_nodes() -> None:
+    anti = pod_spec()["affinity"]["podAntiAffinity"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in anti  # one node still works
+    (term,) = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert (
+        term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        == deployment()["spec"]["selector"]["matchLabels"]
+    )
+
+
+def test_disruption_budget_keeps_one_operator_running() -> None:
+    pdb = load("poddisruptionbudget.yaml")
+    assert pdb["metadata"]["namespace"] == OPERATOR_NAMESPACE
+    assert pdb["spec"] == {
+        "minAvailable": 1,
+        "selector": {"matchLabels": deployment()["spec"]["selector"]["matchLabels"]},
+    }
+    # With fewer replicas than that, a drain could never evict the operator.
+    assert deployment()["spec"]["replicas"] > pdb["spec"]["minAvailable"]
 
 
 @pytest.mark.parametrize(

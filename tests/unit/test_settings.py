@@ -47,6 +47,39 @@ def test_defaults() -> None:
         pytest.param([], {"KUBE_GUARDRAILS_WORKLOADS": "no"}, "workloads", False, id="bool-no"),
         pytest.param(["--workloads", "TRUE"], {}, "workloads", True, id="bool-true"),
         pytest.param(["--namespace", "ops"], {}, "namespace", "ops", id="namespace"),
+        pytest.param([], {}, "leader_election", True, id="leader-election-on-by-default"),
+        pytest.param(
+            [],
+            {"KUBE_GUARDRAILS_LEADER_ELECTION": "false"},
+            "leader_election",
+            False,
+            id="leader-election-off",
+        ),
+        pytest.param(
+            ["--lease-duration-seconds", "15", "--lease-renew-deadline-seconds", "10"],
+            {},
+            "lease_duration_seconds",
+            15.0,
+            id="lease-duration",
+        ),
+        pytest.param(
+            [],
+            {
+                "KUBE_GUARDRAILS_LEASE_DURATION_SECONDS": "2",
+                "KUBE_GUARDRAILS_LEASE_RENEW_DEADLINE_SECONDS": "1.5",
+                "KUBE_GUARDRAILS_LEASE_RETRY_PERIOD_SECONDS": "0.5",
+            },
+            "lease_retry_period_seconds",
+            0.5,
+            id="short-lease-timing",
+        ),
+        pytest.param(
+            ["--leader-election", "false", "--lease-duration-seconds", "1"],
+            {},
+            "lease_duration_seconds",
+            1.0,
+            id="timing-unchecked-without-election",
+        ),
         pytest.param(
             ["--liveness", "http://127.0.0.1:9000/healthz"],
             {},
@@ -73,6 +106,16 @@ def test_values(argv: list[str], env: dict[str, str], field: str, value: Any) ->
         pytest.param(["--namespace", ""], {}, "must not be empty", id="namespace"),
         pytest.param(["--liveness", "https://0.0.0.0:8080/healthz"], {}, "not an http", id="tls"),
         pytest.param(["--liveness", ":8080"], {}, "not an http://HOST", id="no-scheme"),
+        pytest.param(["--leader-election", "sometimes"], {}, "not true or false", id="election"),
+        pytest.param(
+            ["--lease-duration-seconds", "7"], {}, "duration > renew deadline", id="lease-too-short"
+        ),
+        pytest.param(
+            ["--lease-retry-period-seconds", "6"], {}, "1.2 x retry period", id="retry-too-long"
+        ),
+        pytest.param(
+            ["--lease-duration-seconds", "10.5"], {}, "not a whole number", id="lease-fraction"
+        ),
     ],
 )
 def test_errors_name_flag_and_variable(argv: list[str], env: dict[str, str], fragment: str) -> None:
@@ -88,3 +131,14 @@ def test_every_field_has_a_flag_and_an_env_var() -> None:
     help_text = parser.format_help()
     for field in dataclasses.fields(settings.Settings):
         assert settings.env_name(field.name) in help_text, field.name
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    import pathlib
+
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `--")]
+    for field, (flag, _) in settings._FIELDS.items():
+        assert any(
+            row.startswith(f"| `{flag}` | `{settings.env_name(field)}` |") for row in rows
+        ), field

@@ -130,12 +130,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         await built.stop()
         raise kopf.PermanentError(f"cannot start: {e}") from None
     memo.runtime = built
-    built.start_writers()  # one replica: it writes from the start (see runtime's docs)
+    # Writers start now, or when this replica acquires the leader Lease.
+    built.start_leading()
     log.info(
         "operator-started",
         namespace=config.namespace,
         workers=runtime.RECONCILE_WORKERS,
         workloads=built.workloads is not None,
+        leader_election=config.leader_election,
     )
 
 

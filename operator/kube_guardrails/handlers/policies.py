@@ -28,7 +28,8 @@ REASON_INVALID = "PolicyInvalid"
 async def policy_indexed(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Fill the store before any other handler runs (kopf waits for indexes)."""
     built: runtime.Runtime = memo.runtime
-    built.status.observe(name, body.get("status"))
+    # A standby follows every status the leader writes (see StatusBatcher.observe).
+    built.status.observe(name, body.get("status"), follow=not built.is_leader)
     built.policies.upsert(body)
 
 
@@ -61,6 +62,8 @@ async def policy_event(type: str, name: str, body: kopf.Body, memo: kopf.Memo, *
         observed_generation=entry.generation,
     )
     if _already_reported(body.get("status"), message=message, generation=entry.generation):
+        return
+    if not built.is_leader:  # a standby writes nothing; the leader posts it
         return
     warned = built.policies_warned
     key = (name, entry.uid, entry.generation)

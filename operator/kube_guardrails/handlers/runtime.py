@@ -18,10 +18,17 @@ Start-up has two phases, kept apart on purpose:
   work queue for kopf's first event handler), so no write is ever based on a partial
   view.
 
-The writer phase is the one place a leader-election gate plugs in: a standby replica
-runs :meth:`start_caches` only (warm caches, green liveness) and calls
-:meth:`start_writers` when it acquires the Lease. Today (one replica) it is called
-right away.
+The writer phase is where the leader-election gate (``k8s.leader``) plugs in:
+:meth:`Runtime.start_leading` campaigns for the Lease and calls :meth:`start_writers`
+when it is acquired; until then the replica is a standby with warm caches and a green
+liveness probe. Without leader election the writers start at once.
+
+Losing the Lease (no renewal within the renew deadline, or another holder seen) ends
+the process at once (:func:`exit_on_lost_lease`), as client-go's controllers do:
+writes in flight in worker threads cannot be recalled, and a process that stopped
+half its loops would be a worse standby than a fresh one. The Deployment restarts the
+container, which comes back as a standby. A graceful stop (SIGTERM) instead drains the
+writers and then releases the Lease, so the standby takes over at its next attempt.
 """
 
 from __future__ import annotations
@@ -31,18 +38,20 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
+import os
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from kube_guardrails import logs, metrics, violations
+from kube_guardrails import __version__, logs, metrics, violations
 from kube_guardrails import settings as guardrails_settings
 from kube_guardrails.handlers import health
 from kube_guardrails.k8s import client as k8s_client
 from kube_guardrails.k8s import hardening as k8s_hardening
+from kube_guardrails.k8s import leader, watch
 from kube_guardrails.k8s import policies as k8s_policies
 from kube_guardrails.k8s import reports as k8s_reports
-from kube_guardrails.k8s import watch
 from kube_guardrails.k8s import workloads as k8s_workloads
 from kube_guardrails.services import enforcement, hardening, policies, status, workloads, workqueue
 from kube_guardrails.services import reports as report_service
@@ -62,8 +71,20 @@ EVENT_RETRY_SECONDS = 5.0
 NAMESPACES = "namespaces"
 
 
+# The exit status after losing the Lease (the container is restarted as a standby).
+LOST_LEASE_EXIT = 70
+
+
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+def exit_on_lost_lease() -> None:
+    """Stop writing now: end the process without running anything else (see module docs)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # nothing may stop the exit
+            stream.flush()
+    os._exit(LOST_LEASE_EXIT)
 
 
 @dataclasses.dataclass
@@ -86,6 +107,12 @@ class Runtime:
     health: health.HealthServer | None = None
     metrics_server: metrics.Server | None = None
     writing: bool = False
+    # Leader election (None: disabled, this replica writes from the start).
+    elector: leader.Elector | None = None
+    election: asyncio.Task[None] | None = None
+    on_lost_lease: Callable[[], None] = exit_on_lost_lease
+    # The default executor (API calls of the workload side and reconciles).
+    api_threads: concurrent.futures.ThreadPoolExecutor | None = None
     # (policy, uid, generation) already told PolicyInvalid by this process.
     policies_warned: set[tuple[str, str, int]] = dataclasses.field(default_factory=set)
 
@@ -105,9 +132,10 @@ class Runtime:
                 log.info("metrics-serving", url=f"http://{address.host}:{server.port}/metrics")
         telemetry = self.telemetry
         loop = asyncio.get_running_loop()
-        loop.set_default_executor(
-            concurrent.futures.ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="api")
+        self.api_threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=API_THREADS, thread_name_prefix="api"
         )
+        loop.set_default_executor(self.api_threads)
         if self.workloads is not None:
             service = self.workloads
             self.watchers = [
@@ -129,11 +157,28 @@ class Runtime:
             self.health = health.HealthServer(endpoint=self.settings.liveness, report=self.report)
             await self.health.start()
 
+    def start_leading(self) -> None:
+        """Start the writers now, or once this replica holds the Lease (see module docs)."""
+        if self.elector is None:
+            self.start_writers()
+            return
+        self.telemetry.leader.set(0)  # a standby until the Lease is ours
+        self.election = asyncio.create_task(
+            self.elector.run(on_started=self.start_writers, on_lost=self.on_lost_lease),
+            name="leader-election",
+        )
+
+    @property
+    def is_leader(self) -> bool:
+        """Does this replica write (the leader, or the only replica)?"""
+        return self.writing
+
     def start_writers(self) -> None:
-        """The loops that write. The leader-election gate goes here (see module docs)."""
+        """The loops that write; on the leader only (see :meth:`start_leading`)."""
         if self.writing:
             return
         self.writing = True
+        self.telemetry.leader.set(1)
         loop = asyncio.get_running_loop()
 
         def retry_later(namespace: str) -> None:  # called from the hardening threads
@@ -171,7 +216,16 @@ class Runtime:
             self.workloads.source_ready(NAMESPACES)
 
     async def stop(self) -> None:
-        """Stop the loops and watches, write the last status changes, close the client."""
+        """Stop the loops and watches, write the last status changes, release the Lease,
+        close the client.
+
+        The Lease is released last, once no write of ours can still be in flight: the
+        standby that takes it at once must not race our last reconciles.
+        """
+        if self.election is not None:
+            self.election.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.election
         for watcher in self.watchers:
             watcher.stop()
         for task in self.tasks:
@@ -184,11 +238,20 @@ class Runtime:
         if self.metrics_server is not None:
             await asyncio.to_thread(self.metrics_server.stop)
             self.metrics_server = None
-        if self.writing:
+        loop = asyncio.get_running_loop()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as closing:
+            # Reconciles and reviews cancelled above may still run in API threads.
+            if self.api_threads is not None:
+                await loop.run_in_executor(closing, self.api_threads.shutdown)
+            if self.writing:
+                with contextlib.suppress(Exception):
+                    await loop.run_in_executor(closing, lambda: self.status.flush(force=True))
+            # Let queued Event posts finish, then stop the threads.
+            await loop.run_in_executor(closing, self.executor.shutdown)
+        if self.elector is not None:
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.status.flush, force=True)
-        # Let queued Event posts finish, then stop the threads.
-        await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=False)
+                await self.elector.release()
+            self.elector.close()
         self.api_client.close()
 
     # ------------------------------------------------------------------ health
@@ -206,6 +269,14 @@ class Runtime:
                 "statusWrites": self.status.writes,
             },
             "writing": self.writing,
+        }
+        elector = self.elector
+        out["leader"] = {
+            "election": elector is not None,
+            "role": "leader" if self.writing else "standby",
+            "identity": elector.identity if elector is not None else None,
+            "holder": elector.holder if elector is not None else None,
+            "lease": f"{elector.namespace}/{elector.name}" if elector is not None else None,
         }
         service = self.workloads
         if service is not None:
@@ -231,6 +302,9 @@ class Runtime:
 def build(config: guardrails_settings.Settings, *, workloads_enabled: bool) -> Runtime:
     """Build every service once; raises ``k8s.client.ApiError`` without a usable config."""
     api_client = k8s_client.make_api_client(context=config.context)
+    identity = leader.default_identity()
+    # Which replica made a request shows in the API server's audit log (userAgent).
+    api_client.user_agent = f"kube-guardrails/{__version__} ({identity})"
     telemetry = metrics.Metrics()
     k8s_client.observe_errors(
         api_client, lambda verb, code: telemetry.api_error(verb=verb, code=code)
@@ -288,6 +362,17 @@ def build(config: guardrails_settings.Settings, *, workloads_enabled: bool) -> R
         executor=executor,
         telemetry=telemetry,
     )
+    if config.leader_election:
+        runtime.elector = leader.Elector(
+            api_client=api_client,
+            namespace=config.namespace,
+            identity=identity,
+            timing=leader.Timing(
+                lease_duration=config.lease_duration_seconds,
+                renew_deadline=config.lease_renew_deadline_seconds,
+                retry_period=config.lease_retry_period_seconds,
+            ),
+        )
     if workloads_enabled:
         gateway = k8s_workloads.Gateway(api_client)
         runtime.workloads = workloads.WorkloadService(

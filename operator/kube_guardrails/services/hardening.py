@@ -456,8 +456,16 @@ class HardeningService:
         result.hardened = policy is not None and not result.skipped_foreign
         with self._lock:
             self._results[namespace] = (names, result.hardened)
-        if first_look and result.hardened and policy is not None and not result.writes:
-            self._check_announced(ns, policy.name, desired)  # a failed GET: retried
+        # First look by this process (after a restart, or a take-over by a standby): the
+        # previous one may have died between its creates and the post. Also when some of
+        # our objects were in place and we completed the rest (it died between creates).
+        if (
+            first_look
+            and result.hardened
+            and policy is not None
+            and (had_ours or not result.writes)
+        ):
+            self._check_announced(ns, policy.name, desired, live_before)  # failed GET: retried
         with self._lock:
             self._looked_at.add(namespace)
         if restored:
@@ -546,11 +554,17 @@ class HardeningService:
         ns: NamespaceInfo,
         policy: str,
         desired: Mapping[builders.Kind, dict[str, Any] | None],
+        live_before: Mapping[builders.Kind, dict[str, Any] | None],
     ) -> None:
-        """After a restart: was the NamespaceHardened Event of a recent hardening posted?"""
+        """After a restart: was the NamespaceHardened Event of a recent hardening posted?
+
+        Judged by the objects the previous process left (``live_before``), not by those
+        this reconcile just restored, so a restore long after the hardening is not
+        announced as a hardening.
+        """
         newest: datetime.datetime | None = None
         for kind, want in desired.items():
-            live = self._inventory.object(kind, ns.name) if want is not None else None
+            live = live_before.get(kind) if want is not None else None
             stamp = ((live or {}).get("metadata") or {}).get("creationTimestamp")
             if not stamp:
                 continue

@@ -74,35 +74,48 @@ class StatusBatcher:
 
     # ------------------------------------------------------------------ setters
 
-    def observe(self, policy: str, status: Mapping[str, Any] | None) -> None:
+    def observe(
+        self, policy: str, status: Mapping[str, Any] | None, *, follow: bool = False
+    ) -> None:
         """Seed what the object already shows (first sighting only, e.g. at start-up).
 
         Later watch events may lag behind our own writes; trusting them would make us
-        rewrite a status we had just written, so only the first sighting counts.
+        rewrite a status we had just written, so only the first sighting counts. A
+        standby replica (``follow=True``) writes nothing itself, so for it every event is
+        the truth: it follows the leader's writes and, when it takes over, rewrites only
+        what really differs.
         """
         with self._lock:
-            if policy in self._states:
+            state = self._states.get(policy)
+            if state is not None and not follow:
                 return
-            state = self._states[policy] = _State()
+            if state is None:
+                state = self._states[policy] = _State()
             status = status or {}
             ns = status.get("namespaces")
-            if isinstance(ns, Mapping):
-                state.live_namespaces = {
-                    "matched": int(ns.get("matched") or 0),
-                    "hardened": int(ns.get("hardened") or 0),
-                }
+            state.live_namespaces = (
+                {"matched": int(ns.get("matched") or 0), "hardened": int(ns.get("hardened") or 0)}
+                if isinstance(ns, Mapping)
+                else None
+            )
             vi = status.get("violations")
-            if isinstance(vi, Mapping):
-                by_check = vi.get("byCheck")
-                state.live_violations = {
+            by_check = vi.get("byCheck") if isinstance(vi, Mapping) else None
+            state.live_violations = (
+                {
                     "total": int(vi.get("total") or 0),
                     "byCheck": dict(by_check) if isinstance(by_check, Mapping) else {},
                 }
+                if isinstance(vi, Mapping)
+                else None
+            )
             gen = status.get("observedGeneration")
             state.live_generation = gen if isinstance(gen, int) else None
             conditions = status.get("conditions")
-            if isinstance(conditions, list):
-                state.live_conditions = [dict(c) for c in conditions if isinstance(c, Mapping)]
+            state.live_conditions = (
+                [dict(c) for c in conditions if isinstance(c, Mapping)]
+                if isinstance(conditions, list)
+                else []
+            )
 
     def set_namespaces(self, policy: str, *, matched: int, hardened: int) -> None:
         with self._lock:
