@@ -1,8 +1,9 @@
 """``kube-guardrails plan`` against a real API server, as a read-only ServiceAccount.
 
 Sets up namespaces, a competing higher-priority policy, an older version of the planned
-policy, managed objects (matching, edited, stale, someone else's) and workloads of every
-kind, then runs the real command in a subprocess with a kube config holding the token
+policy, managed objects (matching, edited, stale, someone else's), workloads of every
+kind, and admission policies applied from ``admission.build`` (plus someone else's under
+one of our names), then runs the real command in a subprocess with a kube config holding the token
 of a ServiceAccount that may only ``get`` and ``list``: any write would fail with 403
 (and exit 2). When the cluster is the shared test control plane (``KUBE_TEST_DIR``),
 its audit log is also searched for writes by that ServiceAccount: there must be none.
@@ -645,27 +646,6 @@ def test_plan_reports_evictions_and_protected_pods(world: World, planned: Obj) -
     assert set(evictions) == {"priv", "ds-pod"}  # legacy is exempt, good complies
 
 
-def test_plan_is_read_only(world: World, planned: Obj) -> None:
-    """The ServiceAccount may only get and list, and the audit log shows no write by it."""
-    found = audit_writes(
-        f"system:serviceaccount:{world.ns['sa']}:plan-reader", mentioning=world.prefix
-    )
-    if found is not None:
-        writes, setup_entries = found
-        assert setup_entries > 0, "the audit log does not record this run's writes at all"
-        assert writes == 0
-    # And nothing changed: the stale objects the plan would delete are still there.
-    np = world.cluster.get(
-        client.object_path(
-            api_version="networking.k8s.io/v1",
-            plural="networkpolicies",
-            namespace=world.ns["d"],
-            name=builders.NETWORK_POLICY_NAME,
-        )
-    )
-    assert np is not None and np["metadata"]["labels"][LABEL_POLICY] == world.team
-
-
 def test_plan_of_admission_policies(world: World, reader_config: pathlib.Path) -> None:
     """Against the live objects the API server stored (with its defaults and metadata):
     applied and unchanged -> unchanged; Audit -> Enforce -> the policies update, the
@@ -702,6 +682,28 @@ def test_plan_of_admission_policies(world: World, reader_config: pathlib.Path) -
     assert "privileged" not in found[vap, names("changed")[1]]["checks"]
     assert found[vap, names("new")[1]]["validationActions"] == ["Warn", "Audit"]
     assert doc["summary"]["admission"] == {"create": 7, "update": 2, "delete": 0, "conflict": 1}
+
+
+def test_plan_is_read_only(world: World, planned: Obj) -> None:
+    """The ServiceAccount may only get and list, and the audit log shows no write by it
+    (after the runs above, the admission case's included)."""
+    found = audit_writes(
+        f"system:serviceaccount:{world.ns['sa']}:plan-reader", mentioning=world.prefix
+    )
+    if found is not None:
+        writes, setup_entries = found
+        assert setup_entries > 0, "the audit log does not record this run's writes at all"
+        assert writes == 0
+    # And nothing changed: the stale objects the plan would delete are still there.
+    np = world.cluster.get(
+        client.object_path(
+            api_version="networking.k8s.io/v1",
+            plural="networkpolicies",
+            namespace=world.ns["d"],
+            name=builders.NETWORK_POLICY_NAME,
+        )
+    )
+    assert np is not None and np["metadata"]["labels"][LABEL_POLICY] == world.team
 
 
 def test_now_after_an_exemption_expires(world: World, reader_config: pathlib.Path) -> None:
