@@ -138,7 +138,7 @@ class Metrics:
             self.hardening_restored.labels(kind=kind)
         self.violations = prometheus_client.Gauge(
             PREFIX + "violations",
-            "Workloads (Pods and Deployments counted apart) failing a check of a policy, per "
+            "Workloads (a Pod and its controller counted apart) failing a check of a policy, per "
             "namespace. Only non-zero series are exported.",
             ["policy", "check", "namespace"],
             registry=reg,

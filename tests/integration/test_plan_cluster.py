@@ -1,8 +1,9 @@
 """``kube-guardrails plan`` against a real API server, as a read-only ServiceAccount.
 
 Sets up namespaces, a competing higher-priority policy, an older version of the planned
-policy, managed objects (matching, edited, stale, someone else's) and workloads of every
-kind, then runs the real command in a subprocess with a kube config holding the token
+policy, managed objects (matching, edited, stale, someone else's), workloads of every
+kind, and admission policies applied from ``admission.build`` (plus someone else's under
+one of our names), then runs the real command in a subprocess with a kube config holding the token
 of a ServiceAccount that may only ``get`` and ``list``: any write would fail with 403
 (and exit 2). When the cluster is the shared test control plane (``KUBE_TEST_DIR``),
 its audit log is also searched for writes by that ServiceAccount: there must be none.
@@ -15,6 +16,7 @@ otherwise. Nothing here needs the operator.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import pathlib
@@ -28,7 +30,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kube_guardrails import API_GROUP, API_VERSION, LABEL_POLICY, PLURAL, builders
+from kube_guardrails import API_GROUP, API_VERSION, LABEL_POLICY, PLURAL, admission, builders
 from kube_guardrails.checks import registry
 from kube_guardrails.k8s import client, reader
 from kube_guardrails.model import policy as policy_model
@@ -36,6 +38,8 @@ from kube_guardrails.model import policy as policy_model
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TEST_CONTEXT_PREFIXES = ("kind-", "k3d-", "minikube", "docker-desktop")
 GRACE = 120
+# build() depends on the time only through exemptions (none in the admission case).
+NOW_FOR_ADMISSION = datetime.datetime(2026, 11, 29, tzinfo=datetime.UTC)
 
 # What `plan` needs, and nothing else: get and list (README, "plan" permissions).
 READ_RULES = [
@@ -56,7 +60,17 @@ READ_RULES = [
     },
     {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": ["get", "list"]},
     {"apiGroups": [API_GROUP], "resources": [PLURAL], "verbs": ["get", "list"]},
+    {
+        "apiGroups": ["admissionregistration.k8s.io"],
+        "resources": ["validatingadmissionpolicies", "validatingadmissionpolicybindings"],
+        "verbs": ["get", "list"],
+    },
 ]
+ADMISSION = "/apis/admissionregistration.k8s.io/v1"
+ADMISSION_PLURALS = {
+    "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
+    "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
+}
 
 Obj = dict[str, Any]
 
@@ -170,6 +184,8 @@ class World:
         self.ns = {k: f"{self.prefix}-{k}" for k in ("a", "b", "c", "d", "sa")}
         self.team = f"{self.prefix}-team"
         self.strong = f"{self.prefix}-strong"
+        # The admission case: policies that select none of the run's namespaces.
+        self.adm = {k: f"{self.prefix}-adm-{k}" for k in ("same", "changed", "new", "taken")}
         self.cluster_scoped: list[str] = []
 
     def new_spec(self) -> Obj:
@@ -204,7 +220,7 @@ def world(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         _build(w)
         yield w
     finally:
-        for name in (w.team, w.strong):
+        for name in (w.team, w.strong, *w.adm.values()):
             cluster.delete(f"/apis/{API_GROUP}/{API_VERSION}/{PLURAL}/{name}")
         for path in w.cluster_scoped:
             cluster.delete(path)
@@ -374,6 +390,61 @@ def _build(w: World) -> None:
         {"metadata": {"name": "priv"}, "spec": template("priv")["spec"]},
     )
     (w.tmp / "policy.yaml").write_text(yaml.safe_dump(policy_doc(w.team, w.new_spec())))
+    _build_admission(w)
+
+
+def adm_spec(w: World, mode: str) -> Obj:
+    """A policy whose bindings select none of the run's namespaces (no label ``adm``)."""
+    return {
+        "mode": mode,
+        "namespaceSelector": {"matchLabels": {"plan-run": w.run, "adm": "none"}},
+        "workloads": {"podSecurity": "baseline"},
+    }
+
+
+def _build_admission(w: World) -> None:
+    """In the cluster, as admin: ``same`` and ``changed`` with their admission objects
+    applied from ``admission.build`` (what the operator applies); a foreign
+    ValidatingAdmissionPolicy under one of ``taken``'s names. The file: ``same`` as is,
+    ``changed`` turned to Enforce, ``new`` and ``taken`` not in the cluster yet."""
+    c = w.cluster
+    policies = f"/apis/{API_GROUP}/{API_VERSION}/{PLURAL}"
+    for key in ("same", "changed"):
+        stored = c.create(policies, policy_doc(w.adm[key], adm_spec(w, "Audit")))
+        parsed = policy_model.parse(stored, known_checks=registry.ids())
+        desired = admission.build(parsed, now=NOW_FOR_ADMISSION)
+        for obj in desired.objects:
+            plural = ADMISSION_PLURALS[obj["kind"]]
+            c.create(f"{ADMISSION}/{plural}", obj)
+            w.cluster_scoped.append(f"{ADMISSION}/{plural}/{obj['metadata']['name']}")
+    taken = admission.object_name(w.adm["taken"], admission.WARN)
+    c.create(
+        f"{ADMISSION}/validatingadmissionpolicies",
+        {
+            "metadata": {"name": taken},
+            "spec": {
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE"],
+                            "resources": ["configmaps"],
+                        }
+                    ]
+                },
+                "validations": [{"expression": "true"}],
+            },
+        },
+    )
+    w.cluster_scoped.append(f"{ADMISSION}/validatingadmissionpolicies/{taken}")
+    docs = [
+        policy_doc(w.adm["same"], adm_spec(w, "Audit")),
+        policy_doc(w.adm["changed"], adm_spec(w, "Enforce")),
+        policy_doc(w.adm["new"], adm_spec(w, "Audit")),
+        policy_doc(w.adm["taken"], adm_spec(w, "Audit")),
+    ]
+    (w.tmp / "admission.yaml").write_text(yaml.safe_dump_all(docs))
 
 
 # --------------------------------------------------------------------------- identities
@@ -575,8 +646,47 @@ def test_plan_reports_evictions_and_protected_pods(world: World, planned: Obj) -
     assert set(evictions) == {"priv", "ds-pod"}  # legacy is exempt, good complies
 
 
+def test_plan_of_admission_policies(world: World, reader_config: pathlib.Path) -> None:
+    """Against the live objects the API server stored (with its defaults and metadata):
+    applied and unchanged -> unchanged; Audit -> Enforce -> the policies update, the
+    bindings stay; a new policy -> create; a foreign object under our name -> conflict."""
+    result = run_plan(
+        reader_config, "--policy", str(world.tmp / "admission.yaml"), "--format", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["admission"]["available"] is True
+    found = {(c["kind"], c["name"]): c for c in doc["admission"]["changes"]}
+    vap, binding = "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"
+
+    def names(key: str) -> tuple[str, str]:
+        return admission.all_names(world.adm[key])
+
+    expected: dict[tuple[str, str], str] = {}
+    for key, deny_action, warn_vap, warn_binding in (
+        ("same", "unchanged", "unchanged", "unchanged"),
+        ("changed", "update", "update", "unchanged"),
+        ("new", "create", "create", "create"),
+        ("taken", "create", "conflict", "create"),
+    ):
+        deny, warn = names(key)
+        expected[vap, deny] = deny_action
+        expected[binding, deny] = "unchanged" if key == "changed" else deny_action
+        expected[vap, warn] = warn_vap
+        expected[binding, warn] = warn_binding
+    assert {k: c["action"] for k, c in found.items()} == expected
+    deny_changed = found[vap, names("changed")[0]]
+    assert deny_changed["validationActions"] == ["Deny"]
+    assert deny_changed["checks"][0] == admission.GATE_CHECK
+    assert "privileged" in deny_changed["checks"]
+    assert "privileged" not in found[vap, names("changed")[1]]["checks"]
+    assert found[vap, names("new")[1]]["validationActions"] == ["Warn", "Audit"]
+    assert doc["summary"]["admission"] == {"create": 7, "update": 2, "delete": 0, "conflict": 1}
+
+
 def test_plan_is_read_only(world: World, planned: Obj) -> None:
-    """The ServiceAccount may only get and list, and the audit log shows no write by it."""
+    """The ServiceAccount may only get and list, and the audit log shows no write by it
+    (after the runs above, the admission case's included)."""
     found = audit_writes(
         f"system:serviceaccount:{world.ns['sa']}:plan-reader", mentioning=world.prefix
     )

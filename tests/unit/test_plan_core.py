@@ -553,6 +553,7 @@ def test_json_schema_is_stable() -> None:
     assert doc["summary"] == {
         "namespaces": {"total": 2, "selected": 1},
         "hardening": {"create": 2, "update": 0, "delete": 0, "conflict": 0},
+        "admission": {"create": 0, "update": 0, "delete": 0, "conflict": 0},
         "workloads": {"checked": 1, "violating": 1, "byCheck": {"privileged": 1}},
         "evictions": {"evict": 1, "dryRun": 0, "spared": 0},
     }

@@ -2,11 +2,13 @@
 
 Pure (imports only ``checks`` and ``model``): :func:`build` turns a parsed policy into the
 ValidatingAdmissionPolicy + binding manifests the operator applies; :mod:`.rules` holds
-each check of the registry as CEL. See ``README.md`` ("Admission") for how they are
-wired, what stays runtime-only and how the static admission policies in ``manifests/``
-protect the operator's objects.
+each check of the registry as CEL; :func:`changed` is the one comparison of a live object
+with a built one (the operator's and ``plan``'s). See ``README.md`` ("Admission") for how
+they are wired, what stays runtime-only and how the static admission policies in
+``manifests/`` protect the operator's objects.
 """
 
+from kube_guardrails.admission.compare import SERVER_DEFAULTS, changed
 from kube_guardrails.admission.policies import (
     DENY,
     GATE_CHECK,
@@ -26,10 +28,12 @@ __all__ = [
     "LABEL_HARDENED",
     "RULES",
     "RUNTIME_ONLY",
+    "SERVER_DEFAULTS",
     "WARN",
     "Desired",
     "active_checks",
     "all_names",
     "build",
+    "changed",
     "object_name",
 ]

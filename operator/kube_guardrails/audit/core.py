@@ -1,7 +1,7 @@
 """The audit's verdicts: parsed manifests in, one report per workload out.
 
 Pure (no I/O, time passed in), and built on :func:`planning.review`, the function the
-operator uses for Pods and Deployments, so that a manifest gets the same findings here
+operator uses for Pods and pod controllers, so that a manifest gets the same findings here
 as in a cluster. What differs offline, and why:
 
 - Namespace: ``metadata.namespace``, or ``default`` when the manifest has none (what

@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 import kubernetes.config
 
-from kube_guardrails import API_GROUP, API_VERSION, PLURAL, builders
+from kube_guardrails import (
+    API_GROUP,
+    API_VERSION,
+    LABEL_MANAGED_BY,
+    MANAGED_BY_VALUE,
+    PLURAL,
+    builders,
+)
 from kube_guardrails.k8s import client
 
 PAGE_SIZE = 500
@@ -162,6 +169,60 @@ def list_managed(api: Any, kind: builders.Kind) -> Iterator[dict[str, Any]]:
             },
             "spec": obj.get("spec") or {},
         }
+
+
+# The generated admission kinds (``kube_guardrails.admission.build``), by kind.
+ADMISSION_API_VERSION = "admissionregistration.k8s.io/v1"
+ADMISSION_KINDS = {
+    "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
+    "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
+}
+
+
+def list_admission(api: Any, names: Collection[str]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The live admission policies and bindings named ``names``, by (kind, name).
+
+    Ours are listed (paginated) by the ``managed-by`` label and kept when their name is
+    one of ``names`` (``admission.all_names`` of the policies concerned). A name wanted
+    but not listed is then fetched by name: an object that has it without our label is
+    someone else's, and the plan must report the conflict rather than a create that
+    would fail. Each object is cut to name, labels, ownerReferences and spec.
+    """
+    wanted = set(names)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for kind, plural in ADMISSION_KINDS.items():
+        path = client.object_path(api_version=ADMISSION_API_VERSION, plural=plural, namespace=None)
+        selector = {"labelSelector": f"{LABEL_MANAGED_BY}={MANAGED_BY_VALUE}"}
+        for obj in list_pages(api, path, query=selector):
+            name = str((obj.get("metadata") or {}).get("name") or "")
+            if name in wanted:
+                out[kind, name] = _admission_projection(obj, kind)
+        for name in sorted(wanted):
+            if (kind, name) in out:
+                continue
+            found = client.get_or_none(
+                api,
+                client.object_path(
+                    api_version=ADMISSION_API_VERSION, plural=plural, namespace=None, name=name
+                ),
+            )
+            if found is not None:
+                out[kind, name] = _admission_projection(found, kind)
+    return out
+
+
+def _admission_projection(obj: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    return {
+        "apiVersion": ADMISSION_API_VERSION,
+        "kind": kind,
+        "metadata": {
+            "name": meta.get("name"),
+            "labels": dict(meta.get("labels") or {}),
+            "ownerReferences": list(meta.get("ownerReferences") or []),
+        },
+        "spec": obj.get("spec") or {},
+    }
 
 
 def list_workloads(api: Any, kind: WorkloadKind) -> Iterator[dict[str, Any]]:

@@ -38,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Show what applying a GuardrailPolicy file would do in the cluster of the current "
         "kube context: the namespaces it selects, the NetworkPolicy / LimitRange / "
-        "ResourceQuota it would create, update or delete, the workloads that would "
-        "violate, and the Pods Enforce would evict. Read-only (GET and LIST). Exit "
+        "ResourceQuota and the ValidatingAdmissionPolicies / bindings it would create, "
+        "update or delete, the workloads that would violate, and the Pods Enforce would "
+        "evict. Read-only (GET and LIST). Exit "
         "status: 0 plan shown, 2 error."
     )
     parser.add_argument(
@@ -122,7 +123,13 @@ def execute(
             invalid_cluster_policies=state.invalid,
             notes=state.notes,
         )
-        plan.admission = _admission_plan()
+        plan.admission = _admission_plan(
+            api,
+            [lp.policy for lp in loaded],
+            state.policies,
+            now=now,
+            operator_namespace=args.operator_namespace,
+        )
     except client.ApiError as e:
         return fail(_describe(e))
     sources = {lp.policy.name: f"{lp.source} document {lp.document}" for lp in loaded}
@@ -195,17 +202,37 @@ def _read(api: Any) -> _State:
     )
 
 
-def _admission_plan() -> core.AdmissionPlan:
-    """The extension point for admission policies (DESIGN section 8); not planned yet.
+def _admission_plan(
+    api: Any,
+    policies: list[policy_model.Policy],
+    cluster_policies: list[policy_model.Policy],
+    *,
+    now: datetime.datetime,
+    operator_namespace: str,
+) -> core.AdmissionPlan:
+    """The file's admission policies and bindings against the live ones (read-only).
 
-    To wire in a generator (``kube_guardrails.admission``): list the live
-    ValidatingAdmissionPolicies and bindings in ``k8s.reader`` (get/list on
-    ``admissionregistration.k8s.io``), build the desired ones for the file's policies
-    with the generator, compare them per object as the hardening kinds are compared,
-    and return ``core.AdmissionPlan(available=True, reason="", changes=...)``. Until
-    then the plan says so instead of guessing.
+    Reads only the names the file's policies may use (``admission.all_names``). An API
+    server that does not serve ``admissionregistration.k8s.io/v1`` admission policies
+    (before Kubernetes 1.30) answers 404: the plan says so instead of failing, as the
+    operator cannot apply them there either.
     """
-    return core.ADMISSION_PENDING
+    from kube_guardrails import admission
+    from kube_guardrails.k8s import client, reader
+
+    applied, _ = core.effective_policies(policies, cluster_policies)
+    names = [n for p in applied for n in admission.all_names(p.name)]
+    try:
+        live = reader.list_admission(api, names)
+    except client.ApiError as e:
+        if not e.not_found:
+            raise
+        return core.AdmissionPlan(
+            available=False,
+            reason="the API server does not serve admissionregistration.k8s.io/v1 "
+            "ValidatingAdmissionPolicies (Kubernetes 1.30 or later)",
+        )
+    return core.plan_admission(applied, live, now=now, operator_namespace=operator_namespace)
 
 
 def _describe(e: k8s_client.ApiError) -> str:

@@ -21,8 +21,10 @@ re-implemented:
 Workloads are consumed as an iterable, one at a time, and only violating ones are
 kept, so a caller can stream them from paginated LISTs.
 
-Admission policies (DESIGN section 8) are not planned yet: :data:`ADMISSION_PENDING`
-is the clearly labelled place where the generator's plan goes once it exists.
+* admission: ``admission.build`` for each of the file's policies (as applied: the uid of
+  the policy it replaces) and ``admission.changed`` (the operator's comparison) against
+  the live ValidatingAdmissionPolicies and bindings of ``admission.all_names``
+  (:func:`plan_admission`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from kube_guardrails import builders, planning, violations
+from kube_guardrails import admission, builders, planning, violations
 from kube_guardrails.checks import engine
 from kube_guardrails.model import policy as policy_model
 from kube_guardrails.model import selectors
@@ -142,23 +144,42 @@ class NamespacePlan:
         return [c for c in self.changes if c.action in ("create", "update", "delete")]
 
 
+VAP = "ValidatingAdmissionPolicy"
+BINDING = "ValidatingAdmissionPolicyBinding"
+ADMISSION_KINDS = (VAP, BINDING)
+
+
+@dataclasses.dataclass(frozen=True)
+class AdmissionChange:
+    """One generated ValidatingAdmissionPolicy or binding and what applying does to it."""
+
+    kind: str  # ValidatingAdmissionPolicy | ValidatingAdmissionPolicyBinding
+    name: str
+    action: str  # create | update | delete | unchanged | conflict
+    reason: str
+    policy: str  # the file policy the name belongs to
+    validation_actions: tuple[str, ...]  # of the pair's binding: [Deny] or [Warn, Audit]
+    checks: tuple[str, ...]  # what the pair's policy validates (check ids, namespaceReady)
+
+
 @dataclasses.dataclass(frozen=True)
 class AdmissionPlan:
-    """What would happen to the generated admission policies (DESIGN section 8)."""
+    """What would happen to the generated admission policies (README "Admission")."""
 
     available: bool
     reason: str
-    changes: tuple[ObjectChange, ...] = ()
+    changes: tuple[AdmissionChange, ...] = ()
+
+    def count(self) -> dict[str, int]:
+        out = dict.fromkeys(("create", "update", "delete", "conflict"), 0)
+        for c in self.changes:
+            if c.action in out:
+                out[c.action] += 1
+        return out
 
 
-# The extension point for admission policies: when a generator exists
-# (``kube_guardrails.admission``), the command builds the desired
-# ValidatingAdmissionPolicy objects with it, compares them with the live ones as the
-# hardening kinds are compared, and puts the result here instead.
-ADMISSION_PENDING = AdmissionPlan(
-    available=False,
-    reason="not planned: this build has no admission policy generator (DESIGN section 8)",
-)
+# Before the cluster was read (and for callers that do not plan admission).
+ADMISSION_PENDING = AdmissionPlan(available=False, reason="not planned")
 
 
 @dataclasses.dataclass
@@ -227,6 +248,88 @@ def effective_policies(
     ]
     names = {p.name for p in applied}
     return applied, [p for p in cluster if p.name not in names] + applied
+
+
+def checks_of(vap: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The check ids a generated ValidatingAdmissionPolicy validates, in its order.
+
+    Read from the object itself (so a live one being deleted is described as it is):
+    each check is a variable ``v_<check id>``; the readiness gate is the validation
+    whose message starts with ``namespaceReady``.
+    """
+    spec = (vap or {}).get("spec") or {}
+    out: list[str] = []
+    for v in spec.get("validations") or []:
+        if str(v.get("message") or "").startswith(f"{admission.GATE_CHECK} "):
+            out.append(admission.GATE_CHECK)
+    for var in spec.get("variables") or []:
+        name = str(var.get("name") or "")
+        if name.startswith("v_"):
+            out.append(name[2:])
+    return tuple(out)
+
+
+def plan_admission(
+    policies: Sequence[policy_model.Policy],
+    live: Mapping[tuple[str, str], Mapping[str, Any]],
+    *,
+    now: datetime.datetime,
+    operator_namespace: str,
+) -> AdmissionPlan:
+    """What applying ``policies`` (as applied, :func:`effective_policies`) does to their
+    admission objects.
+
+    ``live``: (kind, name) -> the live object of every name in ``admission.all_names``
+    of those policies (``k8s.reader.list_admission``). Per name and kind, as the
+    operator decides: an object without our ``managed-by`` label is someone else's and
+    never touched (``conflict`` if we want the name); otherwise wanted and absent is a
+    create, present and not wanted (say the policy no longer enforces anything, so its
+    ``deny`` pair goes) a delete, present and different (``admission.changed``) an
+    update. Names neither wanted nor present are left out.
+    """
+    changes: list[AdmissionChange] = []
+    for pol in sorted(policies, key=lambda p: p.name):
+        desired = admission.build(pol, now=now, operator_namespace=operator_namespace)
+        for name in admission.all_names(pol.name):
+            wanted = {VAP: desired.policies.get(name), BINDING: desired.bindings.get(name)}
+            got = {kind: live.get((kind, name)) for kind in ADMISSION_KINDS}
+            binding = wanted[BINDING] or got[BINDING]
+            actions = tuple((binding or {}).get("spec", {}).get("validationActions") or ())
+            checks = checks_of(wanted[VAP] or got[VAP])
+            for kind in ADMISSION_KINDS:
+                action, reason = _admission_action(got[kind], wanted[kind])
+                if action is None:
+                    continue
+                changes.append(
+                    AdmissionChange(
+                        kind=kind,
+                        name=name,
+                        action=action,
+                        reason=reason,
+                        policy=pol.name,
+                        validation_actions=actions,
+                        checks=checks,
+                    )
+                )
+    return AdmissionPlan(available=True, reason="", changes=tuple(changes))
+
+
+def _admission_action(
+    live: Mapping[str, Any] | None, want: Mapping[str, Any] | None
+) -> tuple[str | None, str]:
+    if live is not None and not builders.is_managed(live):
+        if want is None:
+            return None, ""
+        return "conflict", "exists without the managed-by label; left alone"
+    if want is None:
+        return (None, "") if live is None else ("delete", "no longer needed by the policy")
+    if live is None:
+        return "create", ""
+    if not admission.changed(live, want):
+        return "unchanged", ""
+    if admission.changed({"spec": live.get("spec")}, {"spec": want.get("spec")}):
+        return "update", "spec differs"
+    return "update", "labels or ownerReference differ"
 
 
 def top_level(body: Mapping[str, Any]) -> bool:

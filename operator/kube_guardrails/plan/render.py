@@ -50,7 +50,7 @@ def _head(plan: core.Plan, *, context: str, sources: Mapping[str, str]) -> dict[
         "admission": {
             "available": plan.admission.available,
             "reason": plan.admission.reason,
-            "changes": [_change(c) for c in plan.admission.changes],
+            "changes": [_admission_change(c) for c in plan.admission.changes],
         },
         "summary": summary(plan),
     }
@@ -68,6 +68,7 @@ def summary(plan: core.Plan) -> dict[str, Any]:
             "selected": sum(1 for ns in plan.namespaces if ns.selected),
         },
         "hardening": plan.count_changes(),
+        "admission": plan.admission.count(),
         "workloads": {
             "checked": sum(ns.checked for ns in plan.namespaces),
             "violating": sum(len(ns.workloads) for ns in plan.namespaces),
@@ -111,6 +112,18 @@ def _change(c: core.ObjectChange) -> dict[str, Any]:
         "action": c.action,
         "reason": c.reason,
         "policy": c.policy,
+    }
+
+
+def _admission_change(c: core.AdmissionChange) -> dict[str, Any]:
+    return {
+        "kind": c.kind,
+        "name": c.name,
+        "action": c.action,
+        "reason": c.reason,
+        "policy": c.policy,
+        "validationActions": list(c.validation_actions),
+        "checks": list(c.checks),
     }
 
 
@@ -209,20 +222,39 @@ def render_table(plan: core.Plan, *, context: str, sources: Mapping[str, str]) -
         lines.append(f"Not selected ({reason}): {shown}")
     if folded:
         lines.append("")
-    lines.append(f"Admission policies: {plan.admission.reason}")
+    lines.extend(_admission_lines(plan.admission))
     s = summary(plan)
     hard = s["hardening"]
     wl = s["workloads"]
     ev = s["evictions"]
+    adm = s["admission"]
     by_check = ", ".join(f"{c} {n}" for c, n in wl["byCheck"].items()) or "none"
     lines.append(
         f"Summary: {s['namespaces']['selected']} of {s['namespaces']['total']} namespaces "
         f"selected; hardening: {hard['create']} create, {hard['update']} update, "
-        f"{hard['delete']} delete, {hard['conflict']} conflict; {wl['violating']} of "
+        f"{hard['delete']} delete, {hard['conflict']} conflict; admission: "
+        f"{adm['create']} create, {adm['update']} update, {adm['delete']} delete, "
+        f"{adm['conflict']} conflict; {wl['violating']} of "
         f"{wl['checked']} workloads violate (by check: {by_check}); {ev['evict']} Pods "
         f"would be evicted ({ev['dryRun']} dry run), {ev['spared']} spared"
     )
     return "\n".join(lines) + "\n"
+
+
+def _admission_lines(adm: core.AdmissionPlan) -> list[str]:
+    """The generated admission policies: writes and conflicts, one line each."""
+    if not adm.available:
+        return [f"Admission policies: {adm.reason}"]
+    shown = [c for c in adm.changes if c.action in WRITE_ACTIONS]
+    unchanged = len(adm.changes) - len(shown)
+    if not shown:
+        return [f"Admission policies: no change ({unchanged} objects unchanged)"]
+    out = [f"Admission policies ({unchanged} objects unchanged):"]
+    for c in shown:
+        what = f"[{', '.join(c.validation_actions)}] {', '.join(c.checks) or 'no checks'}"
+        reason = f"  ({c.reason})" if c.reason else ""
+        out.append(f"  {c.action:<9} {c.kind}/{c.name}: {what}{reason}")
+    return out
 
 
 def _namespace_lines(ns: core.NamespacePlan) -> list[str]:
