@@ -177,20 +177,20 @@ async def running_operator() -> AsyncIterator[Any]:
     try:
         await wait_for(lambda: len(operator_support.MEMOS) > before, timeout=30, what="startup")
         memo = operator_support.MEMOS[-1]
-        await wait_for(lambda: memo.get("queue") is not None, timeout=30, what="memo")
+        await wait_for(lambda: memo.get("runtime") is not None, timeout=30, what="memo")
         yield memo
     finally:
         await asyncio.to_thread(runner.__exit__, None, None, None)
 
 
 async def caught_up(memo: Any, timeout: float) -> None:
-    await wait_for(lambda: memo.queue.started, timeout=timeout, what="caches synced")
-    start = memo.hardening.published
+    await wait_for(lambda: memo.runtime.queue.started, timeout=timeout, what="caches synced")
+    start = memo.runtime.hardening.published
     await wait_for(
         lambda: (
-            memo.queue.busy == 0
-            and memo.hardening.published >= start + 2
-            and not memo.status.pending()
+            memo.runtime.queue.busy == 0
+            and memo.runtime.hardening.published >= start + 2
+            and not memo.runtime.status.pending()
         ),
         timeout=timeout,
         what="operator caught up",
@@ -316,7 +316,7 @@ async def run(n: int, concurrency: int, rate: float, with_bare: bool) -> None:
                 say(f"writes per namespace hardened: {per_ns}")
                 reads = {k: v for k, v in burst_counts.items() if k.startswith(("GET", "WATCH"))}
                 say(f"reads during the burst (total): {dict(sorted(reads.items())) or 'none'}")
-                say(f"status writes (total, batched): {memo.status.writes}")
+                say(f"status writes (total, batched): {memo.runtime.status.writes}")
 
                 if rate > 0:
                     paced_names = [f"paced-{i:05d}" for i in range(max(n // 5, 1))]
@@ -332,14 +332,14 @@ async def run(n: int, concurrency: int, rate: float, with_bare: bool) -> None:
 
                 mark = emulator.mark()
                 resync_started = time.perf_counter()
-                await asyncio.to_thread(memo.hardening.relist)
-                memo.queue.add_many(memo.inventory.namespace_names())
+                await asyncio.to_thread(memo.runtime.hardening.relist)
+                memo.runtime.queue.add_many(memo.runtime.inventory.namespace_names())
                 await caught_up(memo, timeout=120)
                 resync_time = time.perf_counter() - resync_started
                 resync_counts = operator_requests(emulator, mark)
                 say("\n== no-op resync (re-list, then every namespace re-checked) ==")
                 say(
-                    f"namespaces re-checked: {len(memo.inventory.namespace_names())} "
+                    f"namespaces re-checked: {len(memo.runtime.inventory.namespace_names())} "
                     f"in {resync_time:.2f} s (includes two status recount rounds)"
                 )
                 say(f"requests: {dict(resync_counts) or 'none'}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import urllib.parse
 from collections.abc import Mapping
 
 from kube_guardrails import OPERATOR_NAMESPACE
@@ -31,7 +32,7 @@ class Settings:
     log_level: str = "info"
     #: kube config context to use when running outside the cluster (default: current).
     context: str | None = None
-    #: Address of kopf's liveness endpoint, served at ``/healthz``.
+    #: Address of the health endpoint (``handlers.health``); empty: none.
     liveness: str = "http://0.0.0.0:8080/healthz"
     #: Seconds between full re-checks of every namespace (a safety net; watches do the work).
     resync_seconds: float = 600.0
@@ -50,7 +51,7 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "log_format": ("--log-format", "json, console or auto (console on a terminal)"),
     "log_level": ("--log-level", "debug, info, warning or error"),
     "context": ("--context", "kube config context (default: the current one, or in-cluster)"),
-    "liveness": ("--liveness", "liveness endpoint URL served by kopf"),
+    "liveness": ("--liveness", "health endpoint URL (http only; empty: none)"),
     "resync_seconds": ("--resync-seconds", "seconds between full re-checks (safety net)"),
     "status_interval_seconds": (
         "--status-interval-seconds",
@@ -120,6 +121,13 @@ def build(raw: Mapping[str, str]) -> Settings:
             if value.lower() not in ("debug", "info", "warning", "error"):
                 raise SettingsError(f"{where}: must be debug, info, warning or error")
             values[field] = value.lower()
+        elif field == "liveness":
+            parts = urllib.parse.urlsplit(value)
+            if value and (parts.scheme != "http" or not parts.hostname or not parts.path):
+                raise SettingsError(
+                    f"{where}: {value!r} is not an http://HOST:PORT/PATH URL (or empty for none)"
+                )
+            values[field] = value
         elif field == "namespace":
             if not value:
                 raise SettingsError(f"{where}: must not be empty")

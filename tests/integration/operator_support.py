@@ -52,14 +52,14 @@ class Operator:
     async def caught_up(self) -> None:
         """Caches synced, nothing queued, and two status recounts with nothing to write."""
         memo = self.memo
-        await eventually(lambda: memo.get("queue") is not None, what="operator startup")
-        await eventually(lambda: memo.queue.started, what="caches synced")
-        start = memo.hardening.published
+        await eventually(lambda: memo.get("runtime") is not None, what="operator startup")
+        await eventually(lambda: memo.runtime.queue.started, what="caches synced")
+        start = memo.runtime.hardening.published
         await eventually(
             lambda: (
-                memo.queue.busy == 0
-                and memo.hardening.published >= start + 2
-                and not memo.status.pending()
+                memo.runtime.queue.busy == 0
+                and memo.runtime.hardening.published >= start + 2
+                and not memo.runtime.status.pending()
             ),
             what="queue idle and status written",
         )

@@ -312,8 +312,8 @@ async def test_restart_with_everything_in_place_writes_nothing(
         await op.caught_up()
         # A full resync too: re-list, then every namespace re-checked in memory.
         relist_mark = emulator.mark()
-        assert await asyncio.to_thread(op.memo.hardening.relist) == []
-        op.memo.queue.add_many(op.memo.inventory.namespace_names())
+        assert await asyncio.to_thread(op.memo.runtime.hardening.relist) == []
+        op.memo.runtime.queue.add_many(op.memo.runtime.inventory.namespace_names())
         await op.caught_up()
         assert emulator.count(emulator.requests_since(relist_mark)) == {
             "GET namespaces": 1,
@@ -321,7 +321,7 @@ async def test_restart_with_everything_in_place_writes_nothing(
             "GET limitranges": 1,
             "GET resourcequotas": 1,
         }
-        assert op.memo.queue.processed >= 5
+        assert op.memo.runtime.queue.processed >= 5
     assert emulator.writes_since(mark) == []
     # ... and reads no object one by one: the inventory comes from the watches.
     assert [r for r in emulator.requests_since(mark) if r.action == kmock.action.FETCH] == []

@@ -213,15 +213,21 @@ async def ready(operator: Operator, *policy_names: str) -> None:
     tests switch off in their policies.)
     """
     memo = operator.memo
-    await eventually(lambda: memo.get("workloads") is not None, what="workloads started")
-    await eventually(lambda: memo.workloads.namespace_known(NS), what="namespace seen")
     await eventually(
-        lambda: {p.name for p in memo.policies.valid()} >= set(policy_names), what="policies"
+        lambda: memo.get("runtime") is not None and memo.runtime.workloads is not None,
+        what="workloads started",
+    )
+    await eventually(lambda: memo.runtime.workloads.namespace_known(NS), what="namespace seen")
+    await eventually(
+        lambda: {p.name for p in memo.runtime.policies.valid()} >= set(policy_names),
+        what="policies",
     )
 
 
 async def reviewed(operator: Operator, after: int) -> None:
-    await eventually(lambda: operator.memo.workloads.reviews > after, what="workload reviewed")
+    await eventually(
+        lambda: operator.memo.runtime.workloads.reviews > after, what="workload reviewed"
+    )
 
 
 # --------------------------------------------------------------------------- Audit
@@ -254,7 +260,7 @@ async def test_violation_annotated_once_and_cleared_when_fixed(
     assert "privileged" in warning["message"] and "Fix:" in warning["message"]
 
     # A change that does not touch the violations: reviewed again, nothing written.
-    reviews = operator.memo.workloads.reviews
+    reviews = operator.memo.runtime.workloads.reviews
     mark = emulator.mark()
     path = f"{COLLECTIONS[kind][1]}/web"
     await api("PATCH", path, json={"metadata": {"labels": {"touched": "yes"}}})
@@ -290,12 +296,13 @@ async def test_compliant_pod_gets_no_write(
 ) -> None:
     await setup(api, policy())
     await ready(operator, "baseline")
-    reviews = operator.memo.workloads.reviews
+    reviews = operator.memo.runtime.workloads.reviews
     mark = emulator.mark()
     await create(api, pod())
     await create(api, deployment())
     await eventually(
-        lambda: operator.memo.workloads.reviews >= reviews + 2, what="both workloads reviewed"
+        lambda: operator.memo.runtime.workloads.reviews >= reviews + 2,
+        what="both workloads reviewed",
     )
     writes = emulator.count(
         r
@@ -362,7 +369,7 @@ async def test_enforce_evicts_after_the_grace_period(
     assert annotations(emulator, "Pod")[ANN] == "baseline/privileged(app)!"
     assert pod_deletes(emulator) == 0
     await eventually(
-        lambda: operator.memo.workloads.enforcer.evictions == 1, what="eviction recorded"
+        lambda: operator.memo.runtime.workloads.enforcer.evictions == 1, what="eviction recorded"
     )
     assert requests_to(emulator, "POST", EVICTION) == 1
 
@@ -381,9 +388,9 @@ async def test_pdb_refusal_is_retried_never_bypassed(
     await create(api, pod(privileged=True))
     await eventually(lambda: len(received) >= 3, what="two refusals and a third attempt")
     assert pod_deletes(emulator) == 0
-    assert operator.memo.workloads.enforcer.refusals == 2
+    assert operator.memo.runtime.workloads.enforcer.refusals == 2
     await eventually(
-        lambda: operator.memo.workloads.enforcer.evictions == 1, what="eviction recorded"
+        lambda: operator.memo.runtime.workloads.enforcer.evictions == 1, what="eviction recorded"
     )
     eviction_events = events(emulator, reason="GuardrailEviction")
     assert len(eviction_events) == 2  # "evicting" once, "refused, retrying" once
@@ -406,7 +413,7 @@ async def test_dry_run_does_not_evict(
     )
     assert would["type"] == "Warning"
     assert would["message"].startswith("dry run: would evict")
-    reviews = operator.memo.workloads.reviews
+    reviews = operator.memo.runtime.workloads.reviews
     await api(
         "PATCH", f"/api/v1/namespaces/{NS}/pods/web", json={"metadata": {"labels": {"x": "y"}}}
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -16,6 +17,9 @@ from kube_guardrails.services import hardening, policies, status
 NP, LR, RQ = builders.NETWORK_POLICY, builders.LIMIT_RANGE, builders.RESOURCE_QUOTA
 
 
+CREATED_AT = "2026-11-23T12:00:00Z"
+
+
 @dataclasses.dataclass
 class FakeGateway:
     """An in-memory API: objects by (plural, namespace); records every write."""
@@ -26,6 +30,8 @@ class FakeGateway:
     fail: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)  # (verb, kind)
     namespaces: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     version: int = 100
+    named_events: set[str] = dataclasses.field(default_factory=set)
+    lists: int = 0
 
     def _error(self, verb: str, kind: builders.Kind) -> None:
         status_code = self.fail.pop((verb, kind.kind), None)
@@ -42,6 +48,7 @@ class FakeGateway:
         self.version += 1
         out = copy.deepcopy(dict(obj))
         out["metadata"]["resourceVersion"] = str(self.version)
+        out["metadata"].setdefault("creationTimestamp", CREATED_AT)
         return out
 
     def create(self, kind: builders.Kind, obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,6 +97,30 @@ class FakeGateway:
         action: str,
     ) -> None:
         self.events.append((type, reason, str(regarding["name"])))
+
+    def post_event_once(
+        self,
+        *,
+        name: str,
+        regarding: Mapping[str, Any],
+        type: Literal["Normal", "Warning"],
+        reason: str,
+        message: str,
+        action: str,
+    ) -> None:
+        status_code = self.fail.pop(("post", "Event"), None)
+        if status_code is not None:
+            raise k8s_client.ApiError(
+                status=status_code, reason="Injected", message="injected", method="POST", path=name
+            )
+        if name in self.named_events:
+            return  # 409 AlreadyExists: posted before
+        self.named_events.add(name)
+        self.events.append((type, reason, str(regarding["name"])))
+
+    def event_names(self, *, reason: str) -> set[str]:
+        self.lists += 1
+        return set(self.named_events)
 
 
 def _merge(base: Any, patch: Any) -> Any:
@@ -617,3 +648,81 @@ def test_relist_keeps_what_the_watch_stored_after_the_list_began() -> None:
     inventory.put_namespace(ns_obj("new"))  # an ADDED event racing the LIST
     gone = inventory.relisted(started=15.0, namespaces=[], objects={})
     assert gone == ["old"] and inventory.namespace_names() == ["new"]
+
+
+# --------------------------------------------------------------------------- NamespaceHardened
+# Posted until it is posted, exactly once: after a failed create whose retry finds the
+# other object in place, after a failed post, and after a restart between create and post.
+
+HARDENED = [("Normal", "NamespaceHardened", "team-a")]
+
+
+def _restarted(world: World, *, minutes_after_create: float) -> World:
+    """A new process: same API and (re-listed) objects, nothing in memory."""
+    created = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.UTC)
+    service = hardening.HardeningService(
+        gateway=world.gateway,
+        inventory=world.inventory,
+        policies=world.store,
+        status=None,
+        operator_namespace="kube-guardrails-system",
+        wall_clock=lambda: created + datetime.timedelta(minutes=minutes_after_create),
+    )
+    return dataclasses.replace(world, service=service)
+
+
+def _fail_create_of_limit_range(world: World) -> World:
+    world.gateway.fail = {("create", "LimitRange"): 500}
+    with pytest.raises(k8s_client.ApiError):
+        world.service.reconcile("team-a")
+    assert world.gateway.events == []
+    world.watch_sync()
+    return world
+
+
+def _fail_post(world: World) -> World:
+    world.gateway.fail = {("post", "Event"): 503}
+    with pytest.raises(k8s_client.ApiError):
+        world.service.reconcile("team-a")
+    world.watch_sync()
+    return world
+
+
+def _die_before_post(world: World) -> World:
+    _fail_post(world)  # the objects are in place, the Event is not
+    return _restarted(world, minutes_after_create=1)
+
+
+def _restart_after_post(world: World) -> World:
+    world.service.reconcile("team-a")
+    world.watch_sync()
+    world.reset()
+    return _restarted(world, minutes_after_create=1)
+
+
+def _die_before_post_long_ago(world: World) -> World:
+    _fail_post(world)
+    world.reset()
+    return _restarted(world, minutes_after_create=60)
+
+
+@pytest.mark.parametrize(
+    ("before", "events"),
+    [
+        pytest.param(
+            _fail_create_of_limit_range, HARDENED, id="one-create-failed-retry-finds-other"
+        ),
+        pytest.param(_fail_post, HARDENED, id="post-failed-in-an-outage"),
+        pytest.param(_die_before_post, HARDENED, id="restart-between-create-and-post"),
+        pytest.param(_restart_after_post, [], id="restart-after-post-no-duplicate"),
+        pytest.param(_die_before_post_long_ago, [], id="restart-long-after-not-checked"),
+    ],
+)
+def test_namespace_hardened_event_is_posted_until_posted(
+    before: Callable[[World], World], events: list[tuple[str, str, str]]
+) -> None:
+    world = before(make_world(gp()))
+    world.service.reconcile("team-a")
+    world.watch_sync()
+    world.service.reconcile("team-a")  # and again: nothing more
+    assert world.gateway.events == events

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import kopf
 
-from kube_guardrails.handlers import main, namespaces, workloads
+from kube_guardrails.handlers import main, namespaces
 
 
 class _Queue:
@@ -12,9 +12,11 @@ class _Queue:
         self.started = started
 
 
-class _Service:
-    def __init__(self, synced: bool) -> None:
-        self.is_synced = synced
+class _Runtime:
+    """The attribute of ``handlers.runtime.Runtime`` the filter reads."""
+
+    def __init__(self, *, queue: _Queue) -> None:
+        self.queue = queue
 
 
 def test_no_diff_base_is_computed_or_stored() -> None:
@@ -31,7 +33,8 @@ def test_no_diff_base_is_computed_or_stored() -> None:
 
 
 def test_event_handlers_run_for_deletions_and_until_started() -> None:
-    started, waiting = kopf.Memo(queue=_Queue(True)), kopf.Memo(queue=_Queue(False))
+    started = kopf.Memo(runtime=_Runtime(queue=_Queue(True)))
+    waiting = kopf.Memo(runtime=_Runtime(queue=_Queue(False)))
     flt = namespaces._deletion_or_first
     assert flt(type="DELETED", memo=started)
     assert not flt(type="ADDED", memo=started)
@@ -40,15 +43,3 @@ def test_event_handlers_run_for_deletions_and_until_started() -> None:
     assert flt(type="ADDED", memo=waiting)
     assert flt(type=None, memo=waiting)
     assert flt(type="MODIFIED", memo=kopf.Memo())  # before start-up built the queue
-
-
-def test_workload_namespace_events_run_for_deletions_and_until_synced() -> None:
-    synced, waiting = kopf.Memo(workloads=_Service(True)), kopf.Memo(workloads=_Service(False))
-    flt = workloads._deletion_or_unsynced
-    assert flt(type="DELETED", memo=synced)
-    assert not flt(type="ADDED", memo=synced)
-    assert not flt(type="MODIFIED", memo=synced)
-    assert not flt(type=None, memo=synced)
-    assert flt(type="ADDED", memo=waiting)
-    assert flt(type=None, memo=waiting)
-    assert flt(type="MODIFIED", memo=kopf.Memo())  # before start-up built the service

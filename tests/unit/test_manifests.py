@@ -111,7 +111,7 @@ EXPECTED_RULES = {
     ("", "pods"): {"get", "list", "watch", "patch"},
     ("", "pods/eviction"): {"create"},
     ("apps", "deployments"): {"get", "list", "watch", "patch"},
-    ("", "events"): {"create"},
+    ("", "events"): {"create", "list"},
     ("admissionregistration.k8s.io", "validatingadmissionpolicies"): {
         "get",
         "list",

@@ -71,6 +71,8 @@ def test_values(argv: list[str], env: dict[str, str], field: str, value: Any) ->
         pytest.param(["--resync-seconds", "0"], {}, "between 0.1 and 86400", id="too-small"),
         pytest.param(["--workloads", "maybe"], {}, "not true or false", id="bool"),
         pytest.param(["--namespace", ""], {}, "must not be empty", id="namespace"),
+        pytest.param(["--liveness", "https://0.0.0.0:8080/healthz"], {}, "not an http", id="tls"),
+        pytest.param(["--liveness", ":8080"], {}, "not an http://HOST", id="no-scheme"),
     ],
 )
 def test_errors_name_flag_and_variable(argv: list[str], env: dict[str, str], fragment: str) -> None:

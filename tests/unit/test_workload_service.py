@@ -328,6 +328,10 @@ async def test_grace_period_survives_a_restart() -> None:
     await second.tick()
     assert second.gateway.evictions == []
     await second.tick(15)
+    # The annotation says 13:00:00 (whole seconds): the violation may have begun as late
+    # as 13:00:00.999, so after a restart the grace period ends a second later, never early.
+    assert second.gateway.evictions == []
+    await second.tick(1)
     assert len(second.gateway.evictions) == 1
 
 
@@ -468,18 +472,19 @@ async def test_startup_counts_everything_before_the_first_status_write() -> None
         status=world.status,
         operator_namespace="kube-guardrails-system",
         clock=world.clock,
-        wait_for_sync=True,
+        wait_for=("Pod", "namespaces"),
     )
     service.namespace_seen("team-a", {})
-    for i in range(3):
-        service.prime(world.gateway.put(fakes.privileged(fakes.compliant_pod(f"p{i}"))))
+    pods = [world.gateway.put(fakes.privileged(fakes.compliant_pod(f"p{i}"))) for i in range(3)]
+    service.listed("Pod", pods)
     await service.run_due()
-    assert world.status.calls == 0  # nothing before the initial listing is complete
-    await service.synced()
-    await service.synced()  # idempotent
-    assert world.status.calls == 1
+    assert world.status.calls == 0  # nothing before every source is complete
+    assert world.gateway.patches == []  # and no review either
+    service.source_ready("namespaces")
+    await service.run_due()
+    assert world.status.calls == 1  # once, after the first full pass
     assert world.status.violations == {"baseline": (3, {"privileged": 3})}
-    assert world.gateway.patches == []  # counting writes nothing; the event handlers do
+    assert len(world.gateway.patches) == 3
 
 
 async def test_background_task_wakes_for_new_eviction_candidates() -> None:

@@ -1,25 +1,21 @@
 """``kube-guardrails run``: the kopf operator, its settings, login and dependencies.
 
-Every dependency (settings, API client, policy store, status batcher, hardening
-service, work queue) is built once in :func:`startup` and reaches the handlers only
-through kopf's ``memo``. The same startup runs under ``kube-guardrails run`` (settings
-from flags and env, passed in ``memo``) and under ``kopf.testing.KopfRunner`` (settings
-from ``KUBE_GUARDRAILS_*`` env vars), so integration tests run the real operator.
+Every dependency is built once in :func:`startup` (``handlers.runtime``, the composition
+root) and reaches the handlers only through kopf's ``memo.runtime``. The same startup
+runs under ``kube-guardrails run`` (settings from flags and env, passed in ``memo``) and
+under ``kopf.testing.KopfRunner`` (settings from ``KUBE_GUARDRAILS_*`` env vars), so
+integration tests run the real operator.
 
 kopf is configured to behave as a guest on objects it does not own: only
 ``@kopf.on.event`` and ``@kopf.index`` handlers (no bookkeeping annotations, no
-finalizers), standalone (no peering objects), no posting of its own info Events, and
-CRD scanning off (one discovery at start-up, so it needs no CRD read permission).
+finalizers), standalone (no peering objects), no posting of its own info Events, and CRD
+scanning off (one discovery at start-up, so it needs no CRD read permission).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import concurrent.futures
-import contextlib
 import importlib
-import importlib.util
 import logging
 import os
 from collections.abc import Mapping
@@ -29,26 +25,19 @@ import kopf
 
 from kube_guardrails import logs
 from kube_guardrails import settings as guardrails_settings
+from kube_guardrails.handlers import runtime
 from kube_guardrails.k8s import client as k8s_client
-from kube_guardrails.k8s import hardening as k8s_hardening
-from kube_guardrails.k8s import policies as k8s_policies
-from kube_guardrails.services import hardening, policies, status, workqueue
 
 log = logs.get(__name__)
 
 HANDLER_MODULES = ("kube_guardrails.handlers.policies", "kube_guardrails.handlers.namespaces")
-WORKLOADS_MODULE = "kube_guardrails.handlers.workloads"
-RECONCILE_WORKERS = 8
-# Parallel writes within a reconcile (one per managed kind) and Event posts.
-WRITE_THREADS = 16
 
 
 def handler_modules(config: guardrails_settings.Settings) -> list[str]:
-    """The handler modules to load: workloads only if enabled and present."""
-    modules = list(HANDLER_MODULES)
-    if config.workloads and importlib.util.find_spec(WORKLOADS_MODULE) is not None:
-        modules.append(WORKLOADS_MODULE)
-    return modules
+    """The kopf handler modules to load (the same with or without workload reviews:
+    Pods and Deployments are watched by ``k8s.watch``, built by ``handlers.runtime``)."""
+    del config
+    return list(HANDLER_MODULES)
 
 
 def run(config: guardrails_settings.Settings) -> int:
@@ -63,11 +52,12 @@ def run(config: guardrails_settings.Settings) -> int:
         workloads=config.workloads,
         resync_seconds=config.resync_seconds,
     )
+    # The health endpoint is ours (handlers.health), not kopf's: kopf caches probe
+    # results for 10 s, so "synced" showed up that much late.
     kopf.run(
         clusterwide=True,
         standalone=True,
-        liveness_endpoint=config.liveness or None,
-        memo=kopf.Memo(settings=config),
+        memo=kopf.Memo(settings=config, serve_health=bool(config.liveness)),
     )
     return 0
 
@@ -116,114 +106,44 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings) -> None:
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Build the dependencies, start the background loops (flush, reconcile, resync)."""
+    """Build every service once (``handlers.runtime``), start the caches, then the writers."""
     configure_kopf(settings)
     config = memo.get("settings")
     if not isinstance(config, guardrails_settings.Settings):
         config = settings_from_env()
         memo.settings = config
     try:
-        api_client = k8s_client.make_api_client(context=config.context)
+        built = runtime.build(config, workloads_enabled=config.workloads)
     except k8s_client.ApiError as e:  # no usable kube config: retrying will not help
         raise kopf.PermanentError(str(e)) from None
-    memo.api_client = api_client
-    memo.policies = policies.PolicyStore()
-    memo.status = status.StatusBatcher(
-        write=lambda name, patch: k8s_policies.patch_status(api_client, name=name, status=patch),
-        interval=config.status_interval_seconds,
+    memo.runtime = built
+    await built.start_caches(serve_health=bool(memo.get("serve_health")))
+    built.start_writers()  # one replica: it writes from the start (see runtime's docs)
+    log.info(
+        "operator-started",
+        namespace=config.namespace,
+        workers=runtime.RECONCILE_WORKERS,
+        workloads=built.workloads is not None,
     )
-    memo.inventory = hardening.Inventory()
-    memo.executor = concurrent.futures.ThreadPoolExecutor(
-        max_workers=WRITE_THREADS, thread_name_prefix="hardening-write"
-    )
-    memo.hardening = hardening.HardeningService(
-        gateway=k8s_hardening.Gateway(api_client),
-        inventory=memo.inventory,
-        policies=memo.policies,
-        status=memo.status,
-        operator_namespace=config.namespace,
-        executor=memo.executor,
-    )
-    service: hardening.HardeningService = memo.hardening
-    queue: workqueue.WorkQueue[str] = workqueue.WorkQueue(
-        name="namespaces", process=service.reconcile, workers=RECONCILE_WORKERS
-    )
-    memo.queue = queue
-
-    def on_policy_change(name: str, old: Any, new: Any) -> None:
-        # Roll a policy change out to every namespace it selected or selects now.
-        for namespace in service.affected_by_policy(old, new):
-            queue.add_threadsafe(namespace)
-
-    memo.policies.subscribe(on_policy_change)
-    memo.tasks = [
-        asyncio.create_task(memo.status.run(), name="status-flush"),
-        asyncio.create_task(queue.run(), name="reconcile-queue"),
-        asyncio.create_task(
-            hardening.resync_forever(queue=queue, service=service, interval=config.resync_seconds),
-            name="resync",
-        ),
-        asyncio.create_task(
-            hardening.publish_status_forever(
-                service=service, queue=queue, interval=max(config.status_interval_seconds / 2, 0.1)
-            ),
-            name="status-counts",
-        ),
-    ]
-    log.info("operator-started", namespace=config.namespace, workers=RECONCILE_WORKERS)
 
 
 def ensure_started(memo: kopf.Memo) -> None:
-    """Called by every event handler: the first call means the caches are complete.
+    """Called by every event handler: the first call means kopf's indexes are complete.
 
     kopf runs non-indexing handlers only after every indexed resource (namespaces,
     policies, managed objects) has been fully listed, so from the first event on the
     inventory is warm and reconciling cannot mistake "not yet seen" for "missing".
     """
-    queue: workqueue.WorkQueue[str] = memo.queue
-    if not queue.started:
-        queue.start()
-        log.info("caches-synced", namespaces=len(memo.inventory.namespace_names()))
-
-
-@kopf.on.probe(id="hardening")
-def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
-    """Shown by the liveness endpoint: is the operator caught up with the cluster?"""
-    queue: workqueue.WorkQueue[str] | None = memo.get("queue")
-    batcher: status.StatusBatcher | None = memo.get("status")
-    service: hardening.HardeningService | None = memo.get("hardening")
-    if queue is None or batcher is None or service is None:
-        return {"synced": False}
-    return {
-        "synced": queue.started,
-        "busy": queue.busy,
-        "reconciled": queue.processed,
-        "failed": queue.failed,
-        "statusPending": len(batcher.pending()),
-        "statusRecounts": service.published,
-        "statusWrites": batcher.writes,
-    }
+    built: runtime.Runtime = memo.runtime
+    built.indexes_complete()
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    """Stop the loops, write the last status changes, close the connection pool."""
-    tasks: list[asyncio.Task[Any]] = memo.get("tasks") or []
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-    batcher: status.StatusBatcher | None = memo.get("status")
-    if batcher is not None:
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(batcher.flush, force=True)
-    executor: concurrent.futures.Executor | None = memo.get("executor")
-    if executor is not None:  # let queued Event posts finish, then stop the threads
-        await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=False)
-    api_client = memo.get("api_client")
-    if api_client is not None:
-        api_client.close()
+    """Stop the loops and watches, write the last status changes, close the client."""
+    built: runtime.Runtime | None = memo.get("runtime")
+    if built is not None:
+        await built.stop()
 
 
 @kopf.on.login()
@@ -236,7 +156,8 @@ def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo:
         if info is None:
             raise kopf.LoginError("in a Pod, but the service account token is unreadable")
         return info
-    creds = k8s_client.credentials(memo.api_client)
+    built: runtime.Runtime = memo.runtime
+    creds = k8s_client.credentials(built.api_client)
     return kopf.ConnectionInfo(
         server=creds.server,
         ca_path=creds.ca_path,

@@ -1,5 +1,9 @@
 """Namespace and managed-object watches: translate every change into a reconcile.
 
+One index handler per namespace event feeds both caches that need namespaces: the
+hardening inventory and the workload service's namespace labels (one kopf handler call
+per event instead of two: kopf's per-event cost is what bounds a burst of namespaces).
+
 Index handlers fill the hardening inventory and queue the namespace when something
 hardening depends on changed (a new namespace, new labels, an edited managed object;
 not the echo of our own write). kopf runs the event handlers only once every indexed
@@ -23,8 +27,7 @@ from typing import Any
 import kopf
 
 from kube_guardrails import builders
-from kube_guardrails.handlers import main
-from kube_guardrails.services import hardening, workqueue
+from kube_guardrails.handlers import main, runtime
 
 
 def _deletion_or_first(type: str | None, memo: kopf.Memo, **_: Any) -> bool:
@@ -35,26 +38,28 @@ def _deletion_or_first(type: str | None, memo: kopf.Memo, **_: Any) -> bool:
     """
     if type == "DELETED":
         return True
-    queue: workqueue.WorkQueue[str] | None = memo.get("queue")
-    return queue is None or not queue.started
+    built: runtime.Runtime | None = memo.get("runtime")
+    return built is None or not built.queue.started
 
 
 @kopf.index("", "v1", "namespaces", id="namespaces-index")
 async def namespace_indexed(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    inventory: hardening.Inventory = memo.inventory
-    if inventory.update_namespace(body):
-        queue: workqueue.WorkQueue[str] = memo.queue
-        queue.add(name)
+    built: runtime.Runtime = memo.runtime
+    if built.inventory.update_namespace(body):
+        built.queue.add(name)
+    if built.workloads is not None:  # one handler for both caches: one kopf call per event
+        built.workloads.namespace_seen(name, dict(body.get("metadata", {}).get("labels") or {}))
 
 
 @kopf.on.event("", "v1", "namespaces", id="namespaces-event", when=_deletion_or_first)
 async def namespace_event(type: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     main.ensure_started(memo)
     if type == "DELETED":
-        inventory: hardening.Inventory = memo.inventory
-        inventory.remove_namespace(name)
-        queue: workqueue.WorkQueue[str] = memo.queue
-        queue.add(name)
+        built: runtime.Runtime = memo.runtime
+        built.inventory.remove_namespace(name)
+        built.queue.add(name)
+        if built.workloads is not None:
+            built.workloads.namespace_gone(name)
 
 
 def _register(kind: builders.Kind) -> None:
@@ -71,10 +76,9 @@ def _register(kind: builders.Kind) -> None:
     async def object_indexed(
         namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
     ) -> None:
-        inventory: hardening.Inventory = memo.inventory
-        if namespace and inventory.put_object(kind, body, watched=True):
-            queue: workqueue.WorkQueue[str] = memo.queue
-            queue.add(namespace)
+        built: runtime.Runtime = memo.runtime
+        if namespace and built.inventory.put_object(kind, body, watched=True):
+            built.queue.add(namespace)
 
     @kopf.on.event(
         group,
@@ -88,10 +92,9 @@ def _register(kind: builders.Kind) -> None:
     async def object_event(type: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
         main.ensure_started(memo)
         if type == "DELETED" and namespace:
-            inventory: hardening.Inventory = memo.inventory
-            inventory.remove_object(kind, namespace)
-            queue: workqueue.WorkQueue[str] = memo.queue
-            queue.add(namespace)
+            built: runtime.Runtime = memo.runtime
+            built.inventory.remove_object(kind, namespace)
+            built.queue.add(namespace)
 
 
 for _kind in builders.MANAGED_KINDS:

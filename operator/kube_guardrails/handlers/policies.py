@@ -14,9 +14,9 @@ from typing import Any
 import kopf
 
 from kube_guardrails import API_GROUP, API_VERSION, KIND, PLURAL, logs
-from kube_guardrails.handlers import main
+from kube_guardrails.handlers import main, runtime
 from kube_guardrails.k8s import events
-from kube_guardrails.services import policies, status
+from kube_guardrails.services import status
 
 log = logs.get(__name__)
 
@@ -27,17 +27,16 @@ REASON_INVALID = "PolicyInvalid"
 @kopf.index(API_GROUP, API_VERSION, PLURAL, id="policies-index")
 async def policy_indexed(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Fill the store before any other handler runs (kopf waits for indexes)."""
-    batcher: status.StatusBatcher = memo.status
-    batcher.observe(name, body.get("status"))
-    store: policies.PolicyStore = memo.policies
-    store.upsert(body)
+    built: runtime.Runtime = memo.runtime
+    built.status.observe(name, body.get("status"))
+    built.policies.upsert(body)
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL, id="policies-event")
 async def policy_event(type: str, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     main.ensure_started(memo)
-    store: policies.PolicyStore = memo.policies
-    batcher: status.StatusBatcher = memo.status
+    built: runtime.Runtime = memo.runtime
+    store, batcher = built.policies, built.status
     if type == "DELETED":
         store.remove(name)
         batcher.forget(name)
@@ -63,7 +62,7 @@ async def policy_event(type: str, name: str, body: kopf.Body, memo: kopf.Memo, *
     )
     if _already_reported(body.get("status"), message=message, generation=entry.generation):
         return
-    warned: set[tuple[str, str, int]] = memo.setdefault("policies_warned", set())
+    warned = built.policies_warned
     key = (name, entry.uid, entry.generation)
     if key in warned:
         return
@@ -71,7 +70,7 @@ async def policy_event(type: str, name: str, body: kopf.Body, memo: kopf.Memo, *
     log.warning("policy-invalid", policy=name, field=entry.error.field, error=entry.error.message)
     await asyncio.to_thread(
         events.post_event,
-        memo.api_client,
+        built.api_client,
         regarding={
             "apiVersion": f"{API_GROUP}/{API_VERSION}",
             "kind": KIND,

@@ -97,8 +97,8 @@ def make_configuration(*, context: str | None) -> kubernetes.client.Configuratio
 def make_api_client(*, context: str | None) -> kubernetes.client.ApiClient:
     """An ApiClient for the cluster: in-cluster if available, else kube config ``context``."""
     cfg = make_configuration(context=context)
-    # Enough pooled connections for the reconcile workers plus status and events.
-    cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, 32)
+    # Enough pooled connections for the reviews in flight (64) plus reconciles and status.
+    cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, 64)
     return kubernetes.client.ApiClient(cfg)
 
 

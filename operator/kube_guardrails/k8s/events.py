@@ -123,3 +123,66 @@ def post_event(
         )
     except Exception as e:  # an Event must never break the caller
         log.warning("event-post-failed", reason=reason, error=repr(e)[:200])
+
+
+def event_path(*, namespace: str | None, name: str | None = None) -> str:
+    return client.object_path(
+        api_version="v1",
+        plural="events",
+        namespace=namespace or CLUSTER_EVENTS_NAMESPACE,
+        name=name,
+    )
+
+
+def post_event_once(
+    api_client: kubernetes.client.ApiClient,
+    *,
+    name: str,
+    regarding: Mapping[str, Any],
+    type: EventType,
+    reason: str,
+    message: str,
+    action: str,
+) -> None:
+    """Post an Event under a fixed name: posted at most once, retried until it is.
+
+    For Events that must not be lost (``NamespaceHardened``): a second attempt after an
+    outage, a failed create or a restart finds 409 AlreadyExists when the first one got
+    through, which is success. Other errors are raised, for the caller to retry.
+    """
+    body = build_event(
+        regarding=regarding,
+        type=type,
+        reason=reason,
+        message=message,
+        action=action,
+        now=datetime.datetime.now(datetime.UTC),
+        instance=_instance(),
+    )
+    del body["metadata"]["generateName"]
+    body["metadata"]["name"] = name
+    try:
+        client.request(
+            api_client, "POST", event_path(namespace=body["metadata"]["namespace"]), body=body
+        )
+    except client.ApiError as e:
+        if not e.conflict:
+            raise
+
+
+def event_names(api_client: kubernetes.client.ApiClient, *, reason: str) -> set[str]:
+    """Names of our Events with this reason about cluster-scoped objects (one LIST)."""
+    found = client.request(
+        api_client,
+        "GET",
+        event_path(namespace=None),
+        query={
+            "fieldSelector": f"reason={reason}",
+            "labelSelector": f"app.kubernetes.io/managed-by={MANAGED_BY_VALUE}",
+        },
+    )
+    return {
+        str((item.get("metadata") or {}).get("name"))
+        for item in found.get("items") or ()
+        if isinstance(item, dict)
+    }

@@ -80,3 +80,26 @@ class Gateway:
         events.post_event(
             self._api, regarding=regarding, type=type, reason=reason, message=message, action=action
         )
+
+    def post_event_once(
+        self,
+        *,
+        name: str,
+        regarding: Mapping[str, Any],
+        type: Literal["Normal", "Warning"],
+        reason: str,
+        message: str,
+        action: str,
+    ) -> None:
+        events.post_event_once(
+            self._api,
+            name=name,
+            regarding=regarding,
+            type=type,
+            reason=reason,
+            message=message,
+            action=action,
+        )
+
+    def event_names(self, *, reason: str) -> set[str]:
+        return events.event_names(self._api, reason=reason)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import datetime
 import functools
 import hashlib
 import json
@@ -48,6 +49,11 @@ MANAGED_NAMES = frozenset(k.name for k in builders.MANAGED_KINDS)
 
 REASON_HARDENED = "NamespaceHardened"
 REASON_RESTORED = "HardeningRestored"
+# After a restart, a hardened namespace whose newest managed object is younger than this
+# is checked for its NamespaceHardened Event (one GET), in case the previous process died
+# between the create and the post. Older ones were announced long ago (and their Event
+# may have expired: the API server keeps Events for an hour).
+ANNOUNCE_CHECK_WINDOW = datetime.timedelta(minutes=10)
 
 
 class Gateway(Protocol):
@@ -80,6 +86,31 @@ class Gateway(Protocol):
         message: str,
         action: str,
     ) -> None: ...
+
+    def post_event_once(
+        self,
+        *,
+        name: str,
+        regarding: Mapping[str, Any],
+        type: Literal["Normal", "Warning"],
+        reason: str,
+        message: str,
+        action: str,
+    ) -> None:
+        """Post under a fixed name; an existing one (409) is success; raises otherwise."""
+
+    def event_names(self, *, reason: str) -> set[str]:
+        """Names of our Events with this reason about namespaces (one LIST)."""
+
+
+def hardened_event_name(ns: NamespaceInfo) -> str:
+    """The fixed name of a namespace's ``NamespaceHardened`` Event: one per namespace
+    (by uid), so that posting it again after a failure or a restart cannot duplicate it,
+    and a namespace taken over by another policy (patched, not created) is not announced
+    again after a restart. (A namespace hardened a second time within the Events' TTL,
+    after its policy went away and came back, is therefore not announced twice.)"""
+    digest = hashlib.sha256(ns.uid.encode()).hexdigest()[:12]
+    return f"{ns.name}.hardened.{digest}"
 
 
 # --------------------------------------------------------------------------- inventory
@@ -325,8 +356,16 @@ class HardeningService:
         status: status_service.StatusBatcher | None,
         operator_namespace: str,
         executor: concurrent.futures.Executor | None = None,
+        wall_clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
         self._gateway = gateway
+        self._wall_clock = wall_clock
+        # namespace -> policy: a NamespaceHardened Event owed (posted until it is posted).
+        self._owed: dict[str, str] = {}
+        # Namespaces this process has looked at once (the after-restart check is done).
+        self._looked_at: set[str] = set()
+        # Names of NamespaceHardened Events found at the after-restart check (listed once).
+        self._posted_before: set[str] | None = None
         self._executor = executor
         self._inventory = inventory
         self._policies = policies
@@ -377,6 +416,18 @@ class HardeningService:
         had_ours = any(obj is not None and builders.is_managed(obj) for obj in live_before.values())
         restored: list[str] = []
         created = False
+        first_look = namespace not in self._looked_at
+        if (
+            policy is not None
+            and not had_ours
+            and any(
+                want is not None and live_before[kind] is None for kind, want in desired.items()
+            )
+        ):
+            # Owed from the moment we set out to create the first object: if a create
+            # fails, the retry finds the other one in place and must still announce.
+            with self._lock:
+                self._owed[namespace] = policy.name
         try:
             outcomes = self._each_kind(ns, desired, live_before, result)
         except Exception:
@@ -393,6 +444,10 @@ class HardeningService:
         result.hardened = policy is not None and not result.skipped_foreign
         with self._lock:
             self._results[namespace] = (names, result.hardened)
+        if first_look and result.hardened and policy is not None and not result.writes:
+            self._check_announced(ns, policy.name, desired)  # a failed GET: retried
+        with self._lock:
+            self._looked_at.add(namespace)
         if restored:
             self._event(
                 result,
@@ -403,16 +458,34 @@ class HardeningService:
                 message=f"Restored {', '.join(restored)} of GuardrailPolicy "
                 f"{result.policy}: managed objects were deleted or edited",
             )
-        elif policy is not None and created and not had_ours:
-            self._event(
-                result,
-                ns,
+        with self._lock:
+            owed = self._owed.get(namespace)
+        if owed is not None and (policy is None or owed != policy.name):
+            with self._lock:  # not hardened by that policy any more: nothing to announce
+                self._owed.pop(namespace, None)
+        elif (
+            owed is not None
+            and policy is not None
+            and any(
+                (obj := self._inventory.object(kind, namespace)) is not None
+                and builders.is_managed(obj)
+                for kind in desired
+            )
+        ):
+            # Posted before the reconcile counts as done: a failure raises, and the work
+            # queue retries the namespace (everything else is in place by then).
+            result.events.append(REASON_HARDENED)
+            self._gateway.post_event_once(
+                name=hardened_event_name(ns),
+                regarding=ns.reference(),
                 type="Normal",
                 reason=REASON_HARDENED,
                 action="Harden",
                 message=f"Hardened by GuardrailPolicy {policy.name}: "
                 + ", ".join(k.kind for k, v in desired.items() if v is not None),
             )
+            with self._lock:
+                self._owed.pop(namespace, None)
         if result.writes:
             log.info(
                 "namespace-reconciled",
@@ -421,6 +494,37 @@ class HardeningService:
                 writes=[f"{w.verb}:{w.kind}" for w in result.writes],
             )
         return result
+
+    def _check_announced(
+        self,
+        ns: NamespaceInfo,
+        policy: str,
+        desired: Mapping[builders.Kind, dict[str, Any] | None],
+    ) -> None:
+        """After a restart: was the NamespaceHardened Event of a recent hardening posted?"""
+        newest: datetime.datetime | None = None
+        for kind, want in desired.items():
+            live = self._inventory.object(kind, ns.name) if want is not None else None
+            stamp = ((live or {}).get("metadata") or {}).get("creationTimestamp")
+            if not stamp:
+                continue
+            try:
+                when = datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            newest = when if newest is None or when > newest else newest
+        if newest is None or self._wall_clock() - newest > ANNOUNCE_CHECK_WINDOW:
+            return
+        with self._lock:
+            posted = self._posted_before
+        if posted is None:  # one LIST for every namespace of the first pass, not a GET each
+            posted = self._gateway.event_names(reason=REASON_HARDENED)
+            with self._lock:
+                self._posted_before = posted
+        if hardened_event_name(ns) not in posted:
+            log.info("namespace-hardened-event-owed", namespace=ns.name, policy=policy)
+            with self._lock:
+                self._owed[ns.name] = policy
 
     def _each_kind(
         self,
@@ -585,6 +689,8 @@ class HardeningService:
     def _forget(self, namespace: str) -> None:
         with self._lock:
             self._results.pop(namespace, None)
+            self._owed.pop(namespace, None)
+            self._looked_at.discard(namespace)
             for key in [k for k in self._applied if k[0] == namespace]:
                 del self._applied[key]
 

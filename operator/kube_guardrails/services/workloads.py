@@ -1,6 +1,7 @@
 """Review Pods and Deployments against every policy that selects their namespace.
 
-The use case behind the Pod and Deployment watches (``handlers.workloads``):
+The use case behind the Pod and Deployment watches (``k8s.watch``, wired up by
+``handlers.runtime``):
 
 1. the policies that select the object's namespace (``planning.matching_policies``,
    with the namespace's labels from the namespace watch) review the object
@@ -33,7 +34,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from kube_guardrails import API_GROUP, API_VERSION, KIND, logs, planning, violations
@@ -55,12 +56,18 @@ REASON_EXEMPTION_EXPIRED = "ExemptionExpired"
 # event queued before our patch can still arrive after it, and must not cause a second
 # write and a duplicate Event.
 WRITE_MEMORY = datetime.timedelta(seconds=60)
+# Resolution of the violations-since annotation (RFC 3339, whole seconds).
+SINCE_RESOLUTION = datetime.timedelta(seconds=1)
 # After a failed annotation write, look again this much later (the event loop is not
 # blocked meanwhile; a newer watch event retries sooner).
 RETRY_AFTER = datetime.timedelta(seconds=10)
 # Re-reviews done in one go before yielding to the event loop (policy changes can touch
 # thousands of objects; watch events must keep flowing meanwhile).
 YIELD_EVERY = 100
+# Reviews in flight at once: a violating object's review waits on two API calls (the
+# annotation patch and the Event), so a burst of violations (a restart, a new policy)
+# is written in parallel; compliant objects never wait.
+REVIEW_CONCURRENCY = 64
 
 
 class Gateway(enforcement.EvictionGateway, Protocol):
@@ -91,6 +98,12 @@ class _Written:
     at: datetime.datetime
 
 
+@dataclasses.dataclass
+class _KeyLock:
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 def key_of(body: Mapping[str, Any]) -> Key:
     meta = body.get("metadata") or {}
     return (str(body.get("kind") or ""), str(meta.get("namespace") or ""), str(meta["name"]))
@@ -108,13 +121,11 @@ class WorkloadService:
         operator_namespace: str,
         clock: Callable[[], datetime.datetime],
         enforcer: enforcement.Enforcer | None = None,
-        wait_for_sync: bool = False,
+        wait_for: Iterable[str] = (),
+        review_concurrency: int = REVIEW_CONCURRENCY,
     ) -> None:
-        """``wait_for_sync``: hold reviews and status until :meth:`synced` (the operator).
-
-        At start-up the watches list every object; counting them all before the first
-        status write keeps a restart from writing ``violations`` twice (a partial count,
-        then the real one).
+        """``wait_for``: the sources (listed kinds, ``namespaces``) whose complete view
+        the first review waits for (see :meth:`source_ready`); none: review at once.
         """
         self._gateway = gateway
         self._store = policies
@@ -129,7 +140,7 @@ class WorkloadService:
         self._objects: dict[Key, Mapping[str, Any]] = {}
         self._namespaces: dict[str, Mapping[str, str]] = {}
         self._waiting_for_namespace: dict[str, set[Key]] = collections.defaultdict(set)
-        self._locks: dict[Key, asyncio.Lock] = {}
+        self._locks: dict[Key, _KeyLock] = {}
         self._written: dict[Key, _Written] = {}
         self._verdicts: dict[Key, planning.Verdict] = {}
         self._dirty: set[Key] = set()
@@ -141,8 +152,10 @@ class WorkloadService:
         # Exemptions already announced as expired: (policy, uid, index, expires).
         self._expired_reported: set[tuple[str, str, int, datetime.datetime]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._synced = not wait_for_sync
-        self._syncing: asyncio.Lock | None = None
+        self._pending_sources = set(wait_for)
+        self._synced = not self._pending_sources
+        self._first_pass = False  # the first full review after sync is still running
+        self._concurrency = max(1, review_concurrency)
         self._wake: asyncio.Event | None = None
         self.writes = 0  # annotation patches done (probe, benchmark, tests)
         self.reviews = 0  # objects reviewed (probe, tests: "it has looked at it")
@@ -158,10 +171,50 @@ class WorkloadService:
         await self._review(key)
         self._flush_status()
 
-    def prime(self, body: Mapping[str, Any]) -> None:
-        """The initial listing (an index handler): remember the object, review it later."""
-        if body.get("kind") in KINDS:
-            self._objects[key_of(body)] = body
+    def listed(self, kind: str, bodies: list[Mapping[str, Any]]) -> None:
+        """The complete set of objects of a kind (initial LIST, or a re-LIST after 410).
+
+        Objects of that kind not in it were deleted while we were not watching. Every
+        listed object is reviewed again (a review that finds nothing changed writes
+        nothing), in the background task, with bounded concurrency.
+        """
+        fresh = {key_of(b): b for b in bodies if b.get("kind") == kind}
+        for key in [k for k in self._objects if k[0] == kind and k not in fresh]:
+            self._drop(key, uid="")
+        self._objects.update(fresh)
+        self._dirty.update(fresh)
+        self.source_ready(kind)
+        self._poke()
+
+    def changed(self, kind: str, event_type: str, body: Mapping[str, Any]) -> None:
+        """A watch event (``ADDED``, ``MODIFIED``, ``DELETED``) of a listed kind."""
+        if body.get("kind") != kind:
+            return
+        key = key_of(body)
+        if event_type == "DELETED":
+            meta = body.get("metadata") or {}
+            self._drop(key, uid=str(meta.get("uid") or ""))
+            self._flush_status()
+            return
+        self._objects[key] = body
+        self._dirty.add(key)
+        self._poke()
+
+    def source_ready(self, source: str) -> None:
+        """One of the sources the first review waits for has its complete view.
+
+        The sources are the listed kinds and the namespace index (kopf's indexes are
+        complete when its first event handler runs). Reviewing before all of them are
+        complete could mistake "not listed yet" for "compliant" (and write) or count a
+        partial set into ``status.violations``.
+        """
+        self._pending_sources.discard(source)
+        if not self._pending_sources:
+            self._poke()
+
+    @property
+    def object_count(self) -> int:
+        return len(self._objects)
 
     @property
     def is_synced(self) -> bool:
@@ -169,51 +222,44 @@ class WorkloadService:
         return self._synced
 
     async def synced(self) -> None:
-        """Every watch has listed its objects: count them all, then let status flow.
+        """Mark every source complete and take the initial view (tests, no watches)."""
+        for source in list(self._pending_sources):
+            self.source_ready(source)
+        self._sync()
 
-        Called by every event handler before its work (kopf calls event handlers only
-        after all indexes are filled); the first call does the counting, concurrent
-        ones wait for it, later ones return at once. No writes happen here: the event
-        handlers, which follow for every listed object, do those.
+    def _sync(self) -> None:
+        """Every source is complete: review everything once, then let status flow.
+
+        Status writes wait until the first full pass (``run_due``) has counted every
+        object, so a restart writes ``violations`` once, not a partial count first.
         """
-        if self._synced:
+        if self._synced or self._pending_sources:
             return
-        if self._syncing is None:
-            self._syncing = asyncio.Lock()
-        async with self._syncing:
-            if self._synced:
-                return
-            # Every listed object gets its own event handler call next, which reviews it;
-            # re-reviews asked for during the listing (policy changes) would only repeat it.
-            self._dirty.clear()
-            now = self._clock()
-            for n, (key, body) in enumerate(sorted(self._objects.items())):
-                self._evaluate(key, body, now)
-                if n % YIELD_EVERY == YIELD_EVERY - 1:
-                    await asyncio.sleep(0)
-            self._synced = True
-            self._status_dirty.update(p.name for p in self._store.valid())
-            self._flush_status()
-            log.info("workloads-synced", objects=len(self._objects))
-            self._poke()
+        self._synced = True
+        self._first_pass = True
+        self._dirty.update(self._objects)
+        self._status_dirty.update(p.name for p in self._store.valid())
+        log.info("workloads-synced", objects=len(self._objects))
+        self._poke()
 
     async def forget(self, body: Mapping[str, Any]) -> None:
         """A Pod or Deployment was deleted: drop everything we hold about it."""
-        key = key_of(body)
+        self._drop(key_of(body), uid=str((body.get("metadata") or {}).get("uid") or ""))
+        self._flush_status()
+
+    def _drop(self, key: Key, *, uid: str) -> None:
         self._objects.pop(key, None)
         self._written.pop(key, None)
         self._verdicts.pop(key, None)
         self._dirty.discard(key)
         self._retry.pop(key, None)
-        for waiting in self._waiting_for_namespace.values():
+        waiting = self._waiting_for_namespace.get(key[1])
+        if waiting is not None:
             waiting.discard(key)
-        lock = self._locks.get(key)
-        if lock is not None and not lock.locked():
-            del self._locks[key]
         self.enforcer.forget(key, gone=True)
-        self.enforcer.forget_uid(str((body.get("metadata") or {}).get("uid") or ""))
+        if uid:
+            self.enforcer.forget_uid(uid)
         self._set_contribution(key, {})
-        self._flush_status()
 
     def namespace_seen(self, name: str, labels: Mapping[str, str] | None) -> None:
         """A namespace was listed or changed; a relabel can change which policies apply."""
@@ -297,26 +343,33 @@ class WorkloadService:
     async def run_due(self) -> datetime.datetime | None:
         """Do whatever is due now; return when something is due next (None: nothing)."""
         if not self._synced:
-            return None  # synced() pokes the task when the initial listing is complete
+            if self._pending_sources:
+                return None  # source_ready() pokes the task when the last one is complete
+            self._sync()
         now = self._clock()
         next_expiry = await self._expire_exemptions(now)
         for key, at in list(self._retry.items()):
             if at <= now:
                 del self._retry[key]
                 self._dirty.add(key)
-        done = 0
         while self._dirty:
-            batch = sorted(self._dirty)
+            batch = iter(sorted(self._dirty))
             self._dirty.clear()
-            for key in batch:
-                await self._review(key)
-                done += 1
-                if done % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
+            await asyncio.gather(*(self._review_from(batch) for _ in range(self._concurrency)))
+        if self._first_pass:
+            self._first_pass = False
+            log.info("workloads-reviewed", objects=len(self._objects), writes=self.writes)
         self._flush_status()
         next_enforcement = await self.enforcer.run_due()
         candidates = [t for t in (next_expiry, next_enforcement, *self._retry.values()) if t]
         return min(candidates, default=None)
+
+    async def _review_from(self, keys: Iterator[Key]) -> None:
+        """One of the concurrent reviewers of a batch: takes the next key until none left."""
+        for n, key in enumerate(keys):
+            await self._review(key)
+            if n % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # let watch events in during a long pass
 
     def _poke(self) -> None:
         if self._wake is not None:
@@ -325,18 +378,31 @@ class WorkloadService:
     # ------------------------------------------------------------------ review
 
     async def _review(self, key: Key) -> None:
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            body = self._objects.get(key)
-            if body is None:
-                return
-            now = self._clock()
-            evaluated = self._evaluate(key, body, now)
-            if evaluated is None:
-                return
-            verdict, items, matched = evaluated
-            await self._sync_annotation(key, body, verdict, items, matched, now)
-            self.reviews += 1  # counted when done, writes included
+        # One lock per object under review (not per known object): counted users, so
+        # it is dropped only when no other review of the same object waits on it.
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = _KeyLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                await self._review_unlocked(key)
+        finally:
+            entry.users -= 1
+            if entry.users == 0 and self._locks.get(key) is entry:
+                del self._locks[key]
+
+    async def _review_unlocked(self, key: Key) -> None:
+        body = self._objects.get(key)
+        if body is None:
+            return
+        now = self._clock()
+        evaluated = self._evaluate(key, body, now)
+        if evaluated is None:
+            return
+        verdict, items, matched = evaluated
+        await self._sync_annotation(key, body, verdict, items, matched, now)
+        self.reviews += 1  # counted when done, writes included
 
     def _evaluate(
         self, key: Key, body: Mapping[str, Any], now: datetime.datetime
@@ -377,10 +443,23 @@ class WorkloadService:
         meta = body.get("metadata") or {}
         uid = str(meta.get("uid") or "")
         annotations = meta.get("annotations") or {}
+        written = self._written.get(key)
         recorded = violations.annotation_fingerprint(annotations)
         since = violations.parse_since(annotations)
+        # The annotation has 1 s resolution (truncated): the violation may have begun up
+        # to 1 s after the recorded second, so the grace period counts from the end of
+        # that second unless we hold the exact time we wrote.
+        exact_since = (
+            written.since
+            if written is not None
+            and written.uid == uid
+            and written.since is not None
+            and since is not None
+            and violations.format_time(written.since) == violations.format_time(since)
+            else None
+        )
+        grace_from = exact_since or (since + SINCE_RESOLUTION if since is not None else None)
         desired = violations.fingerprint(items) if items else None
-        written = self._written.get(key)
         trusted = (
             written is not None
             and written.uid == uid
@@ -415,10 +494,10 @@ class WorkloadService:
 
         if recorded != desired or since is None:
             if trusted and written is not None and written.since is not None:
-                since = written.since
+                since = grace_from = written.since
             else:
                 changed = recorded != desired
-                since = now
+                since = grace_from = now
                 values: dict[str, str | None] = {
                     violations.ANNOTATION_VIOLATIONS: violations.render(items),
                     violations.ANNOTATION_SINCE: violations.format_time(now),
@@ -447,14 +526,14 @@ class WorkloadService:
                         name=key[2],
                         violations=violations.render(items),
                     )
-        if key[0] == "Pod" and any(item.enforced for item in items) and since is not None:
+        if key[0] == "Pod" and any(item.enforced for item in items) and grace_from is not None:
             self.enforcer.track(
                 key,
                 enforcement.Subject(
                     pod=self._objects.get(key, body),
                     findings=verdict.findings,
                     policies=tuple(matched),
-                    since=since,
+                    since=grace_from,
                 ),
             )
             self._poke()  # the background task may be asleep until much later
@@ -574,7 +653,7 @@ class WorkloadService:
         return sum(by_check.values()), by_check
 
     def _flush_status(self) -> None:
-        if not self._synced:
+        if not self._synced or self._first_pass:
             return
         known = {p.name for p in self._store.valid()}
         for pol in sorted(self._status_dirty):

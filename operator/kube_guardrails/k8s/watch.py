@@ -1,0 +1,451 @@
+"""A lean list+watch for high-cardinality kinds (Pods, Deployments, ...).
+
+kopf's per-object machinery does not scale to tens of thousands of objects: with an
+``@kopf.index`` on Pods every new object wakes every per-object worker already waiting
+(quadratic start-up), and every object keeps a worker and its full body. So the kinds
+with many objects are watched here instead, the way client-go's reflector does it:
+
+* the initial LIST is paginated (``limit`` / ``continue``), so neither the API server
+  nor this process ever holds one huge response;
+* every object is reduced to a compact *projection* (:func:`project_pod`,
+  :func:`project_template_owner`) the moment it is decoded: only the fields the checks,
+  the annotation logic and the eviction exclusions read; never ``managedFields``,
+  never ``status`` beyond the Pod phase, never ``last-applied-configuration``;
+* the WATCH starts at the list's ``resourceVersion`` with ``allowWatchBookmarks``, so a
+  reconnect resumes where it left off; ``410 Gone`` (an expired resourceVersion) means a
+  fresh LIST, delivered as a whole so that the consumer can drop what disappeared;
+* errors back off exponentially (capped), and an idle stream is closed by the server
+  (``timeoutSeconds``) and resumed, so a half-dead connection cannot hang forever.
+
+The blocking kubernetes client runs in one daemon thread per kind (the only threads of
+the workload side); everything it sees is handed to the asyncio loop with
+``call_soon_threadsafe``, so the consumer (``services.workloads``) is single-threaded.
+
+Adding a kind (StatefulSet, DaemonSet, ReplicaSet, Job, CronJob) is one row in
+:data:`KINDS` with its projection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import sys
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import kubernetes.client
+
+from kube_guardrails import logs
+from kube_guardrails.k8s import client
+
+log = logs.get(__name__)
+
+Body = dict[str, Any]
+Projector = Callable[[Mapping[str, Any]], Body]
+
+# Objects per page of the initial LIST: big enough for few round trips, small enough
+# that one page (decoded, before projection) stays a few MiB.
+PAGE_SIZE = 500
+# Ask the server to end each watch after this long; we resume from the last version.
+WATCH_TIMEOUT_SECONDS = 300
+# Read timeout on the watch socket: a bit longer than the server's own timeout.
+WATCH_READ_TIMEOUT = WATCH_TIMEOUT_SECONDS + 30.0
+BACKOFF_START = 0.5
+BACKOFF_MAX = 30.0
+
+# Annotations that never matter to a check and can be large.
+DROPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
+
+
+def _metadata(meta: Mapping[str, Any]) -> Body:
+    """The metadata every consumer needs: identity, labels, our annotations, owners."""
+    out: Body = {
+        "name": meta.get("name"),
+        "namespace": _shared(meta.get("namespace")),
+        "uid": meta.get("uid"),
+        "resourceVersion": meta.get("resourceVersion"),
+    }
+    labels = meta.get("labels")
+    if labels:
+        out["labels"] = _shared(labels)
+    annotations = meta.get("annotations")
+    if annotations:
+        kept = {k: v for k, v in annotations.items() if k not in DROPPED_ANNOTATIONS}
+        if kept:
+            out["annotations"] = kept
+    owners = meta.get("ownerReferences")
+    if owners:
+        # The owner's kind decides eviction exclusions (DaemonSet, static Pods).
+        out["ownerReferences"] = [
+            {"apiVersion": o.get("apiVersion"), "kind": o.get("kind"), "name": o.get("name")}
+            for o in owners
+            if isinstance(o, Mapping)
+        ]
+    return out
+
+
+# Pod spec and container fields no check reads: scheduling, DNS, service links, the
+# defaults the API server fills in (tolerations, termination messages), the process
+# (command, args, env) and mounts. Dropped by a deny-list rather than kept by an
+# allow-list: a field a future check reads is kept until someone decides otherwise, and
+# tests/unit/test_projection.py runs every check fixture on full and projected objects.
+DROPPED_SPEC_FIELDS = frozenset(
+    {
+        "affinity",
+        "automountServiceAccountToken",
+        "dnsConfig",
+        "dnsPolicy",
+        "enableServiceLinks",
+        "hostAliases",
+        "hostname",
+        "imagePullSecrets",
+        "nodeName",
+        "nodeSelector",
+        "preemptionPolicy",
+        "priority",
+        "priorityClassName",
+        "readinessGates",
+        "resourceClaims",
+        "schedulerName",
+        "schedulingGates",
+        "serviceAccount",
+        "serviceAccountName",
+        "setHostnameAsFQDN",
+        "subdomain",
+        "terminationGracePeriodSeconds",
+        "tolerations",
+        "topologySpreadConstraints",
+    }
+)
+DROPPED_CONTAINER_FIELDS = frozenset(
+    {
+        "args",
+        "command",
+        "env",
+        "envFrom",
+        "imagePullPolicy",
+        "resizePolicy",
+        "stdin",
+        "stdinOnce",
+        "terminationMessagePath",
+        "terminationMessagePolicy",
+        "tty",
+        "volumeDevices",
+        "volumeMounts",
+        "workingDir",
+    }
+)
+CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+PROBES = frozenset({"livenessProbe", "readinessProbe", "startupProbe"})
+# Probe timings: the checks ask whether a probe exists and where it points, not how often.
+DROPPED_PROBE_FIELDS = frozenset(
+    {
+        "failureThreshold",
+        "initialDelaySeconds",
+        "periodSeconds",
+        "successThreshold",
+        "terminationGracePeriodSeconds",
+        "timeoutSeconds",
+    }
+)
+# Volume sources whose content no check reads (only which source a volume uses).
+_KEPT_VOLUME_CONTENT = frozenset({"hostPath"})
+
+
+def _volume(vol: Any) -> Any:
+    if not isinstance(vol, Mapping):
+        return vol
+    return {
+        k: v if k == "name" or k in _KEPT_VOLUME_CONTENT or v is None else {}
+        for k, v in vol.items()
+    }
+
+
+def _shared(value: Any) -> Any:
+    """The same value with its short strings interned, recursively.
+
+    JSON decoding makes a new string for every value; across thousands of Pods of the
+    same Deployments the images, names, label values and resource quantities repeat,
+    and one shared copy of each is what makes the cache about linear with a small
+    constant.
+    """
+    if type(value) is str:
+        return sys.intern(value) if len(value) <= 128 else value
+    if type(value) is dict:
+        return {sys.intern(k): _shared(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_shared(v) for v in value]
+    return value
+
+
+def _container(c: Any) -> Any:
+    if not isinstance(c, Mapping):
+        return c
+    out: Body = {}
+    for k, v in c.items():
+        if k in DROPPED_CONTAINER_FIELDS:
+            continue
+        if k in PROBES and isinstance(v, Mapping):
+            v = {pk: pv for pk, pv in v.items() if pk not in DROPPED_PROBE_FIELDS}
+        out[k] = v
+    return out
+
+
+def project_pod_spec(spec: Mapping[str, Any]) -> Body:
+    """A pod spec reduced to what the checks read (about a fifth of its memory)."""
+    out: Body = {}
+    for key, value in spec.items():
+        if key in DROPPED_SPEC_FIELDS:
+            continue
+        if key in CONTAINER_LISTS and isinstance(value, list):
+            value = [_container(c) for c in value]
+        elif key == "volumes" and isinstance(value, list):
+            value = [_volume(v) for v in value]
+        out[key] = value
+    return _shared(out)  # type: ignore[no-any-return]
+
+
+def project_pod(obj: Mapping[str, Any]) -> Body:
+    """A Pod as the checks see it: metadata, the compacted spec, only the phase of status."""
+    out: Body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _metadata(obj.get("metadata") or {}),
+        "spec": project_pod_spec(obj.get("spec") or {}),
+    }
+    phase = (obj.get("status") or {}).get("phase")
+    if phase:
+        out["status"] = {"phase": phase}
+    return out
+
+
+def project_template_owner(kind: str, api_version: str) -> Projector:
+    """A controller (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job): its pod template."""
+
+    def project(obj: Mapping[str, Any]) -> Body:
+        template = (obj.get("spec") or {}).get("template") or {}
+        tmeta = template.get("metadata") or {}
+        return {
+            "apiVersion": api_version,
+            "kind": kind,
+            "metadata": _metadata(obj.get("metadata") or {}),
+            "spec": {
+                "template": {
+                    # labels select exemptions; annotations carry AppArmor/seccomp (legacy)
+                    "metadata": {k: tmeta[k] for k in ("labels", "annotations") if k in tmeta},
+                    "spec": project_pod_spec(template.get("spec") or {}),
+                }
+            },
+        }
+
+    return project
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """One watched kind: where it lives and how it is reduced."""
+
+    kind: str
+    api_version: str
+    plural: str
+    project: Projector
+
+    @property
+    def path(self) -> str:
+        return client.object_path(api_version=self.api_version, plural=self.plural, namespace=None)
+
+
+POD = Kind("Pod", "v1", "pods", project_pod)
+DEPLOYMENT = Kind(
+    "Deployment", "apps/v1", "deployments", project_template_owner("Deployment", "apps/v1")
+)
+# The workload kinds the operator reviews. A new controller kind is one row here (plus
+# its RBAC list/watch/patch): e.g. Kind("StatefulSet", "apps/v1", "statefulsets",
+# project_template_owner("StatefulSet", "apps/v1")).
+KINDS: tuple[Kind, ...] = (POD, DEPLOYMENT)
+
+
+class Expired(Exception):
+    """410 Gone: the resourceVersion we resume from is too old; list again."""
+
+
+class Watcher:
+    """List+watch one kind forever in a daemon thread; deliver on the event loop."""
+
+    def __init__(
+        self,
+        *,
+        api_client: kubernetes.client.ApiClient,
+        kind: Kind,
+        loop: asyncio.AbstractEventLoop,
+        listed: Callable[[str, list[Any]], None],
+        changed: Callable[[str, str, Body], None],
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        self._api = api_client
+        self.kind = kind
+        self._loop = loop
+        self._listed = listed
+        self._changed = changed
+        self._page_size = page_size
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._response: Any = None
+        # Counters (probe, metrics, benchmarks).
+        self.lists = 0
+        self.restarts = 0
+        self.events = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"watch-{self.kind.plural}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to end; closes the open watch stream so it wakes at once."""
+        self._stop.set()
+        response = self._response
+        if response is not None:
+            # shutdown(), not close(): it unblocks the reading thread without taking the
+            # connection's lock that thread holds (urllib3 >= 2.3).
+            with contextlib.suppress(Exception):  # already closed, or a dead socket
+                response.shutdown()
+
+    def _deliver(self, fn: Callable[..., None], *args: Any) -> None:
+        if not self._stop.is_set() and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _run(self) -> None:
+        backoff = BACKOFF_START
+        version: str | None = None
+        while not self._stop.is_set():
+            try:
+                if version is None:
+                    version = self._list()
+                version = self._watch(version)
+                backoff = BACKOFF_START
+            except Expired:
+                log.info("watch-expired-relisting", kind=self.kind.kind)
+                version = None
+                self.restarts += 1
+            except Exception as e:  # outage, timeout, bad gateway: back off, resume
+                if self._stop.is_set():
+                    break
+                self.restarts += 1
+                log.warning(
+                    "watch-failed", kind=self.kind.kind, error=str(e)[:300], retry_in=backoff
+                )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _list(self) -> str:
+        """The paginated LIST; delivers all objects at once, returns the resourceVersion."""
+        bodies: list[Body] = []
+        token: str | None = None
+        version = ""
+        while True:
+            query = {"limit": str(self._page_size)}
+            if token:
+                query["continue"] = token
+            try:
+                page = client.request(self._api, "GET", self.kind.path, query=query)
+            except client.ApiError as e:
+                if e.gone:  # the continue token expired mid-list: start over
+                    bodies.clear()
+                    token = None
+                    continue
+                raise
+            bodies.extend(self.kind.project(item) for item in page.get("items") or ())
+            meta = page.get("metadata") or {}
+            version = str(meta.get("resourceVersion") or version)
+            token = meta.get("continue") or None
+            if not token:
+                break
+        self.lists += 1
+        log.info("watch-listed", kind=self.kind.kind, objects=len(bodies))
+        self._deliver(self._listed, self.kind.kind, bodies)
+        return version
+
+    def _watch(self, version: str) -> str:
+        """One watch request; returns the last resourceVersion seen (bookmarks included)."""
+        query = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": version,
+            "timeoutSeconds": str(WATCH_TIMEOUT_SECONDS),
+        }
+        for event in self._stream(query):
+            kind = event.get("type")
+            obj = event.get("object") or {}
+            if kind == "ERROR":
+                if obj.get("code") == 410:
+                    raise Expired()
+                raise client.ApiError(
+                    status=int(obj.get("code") or 0),
+                    reason=str(obj.get("reason") or "Error"),
+                    message=str(obj.get("message") or ""),
+                    method="WATCH",
+                    path=self.kind.path,
+                )
+            new_version = (obj.get("metadata") or {}).get("resourceVersion")
+            if new_version:
+                version = str(new_version)
+            if kind == "BOOKMARK":
+                continue
+            if kind in ("ADDED", "MODIFIED", "DELETED"):
+                self.events += 1
+                self._deliver(self._changed, self.kind.kind, kind, self.kind.project(obj))
+        return version
+
+    def _stream(self, query: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+        path = self.kind.path + "?" + urllib.parse.urlencode(dict(query))
+        try:
+            method, url, headers, _, _ = self._api.param_serialize(
+                method="GET",
+                resource_path=path,
+                header_params={"Accept": client.JSON},
+                auth_settings=["BearerToken"],
+            )
+            response = self._api.call_api(
+                method,
+                url,
+                header_params=headers,
+                _request_timeout=(client.DEFAULT_TIMEOUT[0], WATCH_READ_TIMEOUT),
+            )
+        except kubernetes.client.ApiException as e:
+            if int(e.status or 0) == 410:
+                raise Expired() from None
+            raise
+        if int(response.status) == 410:
+            raise Expired()
+        if not 200 <= int(response.status) < 300:
+            raise client.ApiError(
+                status=int(response.status),
+                reason=str(response.reason),
+                message="watch refused",
+                method="WATCH",
+                path=self.kind.path,
+            )
+        urllib3_response = response.response
+        self._response = urllib3_response
+        try:
+            buffer = b""
+            for chunk in urllib3_response.stream(amt=None, decode_content=True):
+                if self._stop.is_set():
+                    return
+                buffer += chunk
+                while True:
+                    cut = buffer.find(b"\n")
+                    if cut < 0:
+                        break
+                    line, buffer = buffer[:cut], buffer[cut + 1 :]
+                    if line.strip():
+                        yield json.loads(line)
+        finally:
+            self._response = None
+            urllib3_response.release_conn()

@@ -1,0 +1,75 @@
+"""The compact projection of watched objects keeps every check's verdict.
+
+``k8s.watch`` keeps only part of each Pod and Deployment in memory. Every check fixture
+(``tests/checks/cases``) that is a watched kind runs through every registered check at
+the restricted level, once as written and once projected: the results (outcome, field
+paths and messages) must be the same, so a field a check reads can never be dropped
+unnoticed.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import pytest
+import yaml
+
+from kube_guardrails.checks import engine, registry
+from kube_guardrails.k8s import watch
+
+CASES = pathlib.Path(__file__).parents[1] / "checks" / "cases"
+PROJECTORS = {k.kind: k.project for k in watch.KINDS}
+
+
+def _fixtures() -> list[Any]:
+    out = []
+    for path in sorted(CASES.glob("*/*.yaml")):
+        obj = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(obj, dict) and obj.get("kind") in PROJECTORS:
+            out.append(pytest.param(obj, id=f"{path.parent.name}/{path.stem}"))
+    return out
+
+
+def _results(obj: dict[str, Any]) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    pod = engine.pod_input(obj)
+    assert pod is not None
+    selected = [engine.Selected(check=c, params={}) for c in registry.all_checks()]
+    return [
+        (r.check, r.outcome.value, sorted((f.path, f.message) for f in r.findings))
+        for r in engine.run(pod, selected, level=registry.Level.RESTRICTED)
+    ]
+
+
+@pytest.mark.parametrize("obj", _fixtures())
+def test_projection_keeps_the_verdict(obj: dict[str, Any]) -> None:
+    projected = PROJECTORS[obj["kind"]](obj)
+    assert _results(projected) == _results(obj)
+
+
+def test_projection_drops_what_no_check_reads() -> None:
+    pod = {
+        "metadata": {
+            "name": "p",
+            "namespace": "n",
+            "uid": "u",
+            "managedFields": [{"manager": "kubectl"}],
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}"},
+        },
+        "spec": {
+            "tolerations": [{"key": "k"}],
+            "containers": [{"name": "c", "image": "i", "env": [{"name": "A"}]}],
+            "volumes": [{"name": "v", "projected": {"sources": [{"x": 1}]}}],
+        },
+        "status": {"phase": "Running", "conditions": [{"type": "Ready"}]},
+    }
+    assert watch.project_pod(pod) == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "n", "uid": "u", "resourceVersion": None},
+        "spec": {
+            "containers": [{"name": "c", "image": "i"}],
+            "volumes": [{"name": "v", "projected": {}}],
+        },
+        "status": {"phase": "Running"},
+    }
