@@ -108,9 +108,10 @@ EXPECTED_RULES = {
     },
     ("", "limitranges"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "resourcequotas"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "pods"): {"get", "list", "watch", "patch"},
+    ("", "pods"): {"list", "watch", "patch"},
     ("", "pods/eviction"): {"create"},
-    ("apps", "deployments"): {"get", "list", "watch", "patch"},
+    ("apps", "deployments"): {"list", "watch", "patch"},
+    ("apps", "daemonsets"): {"get"},
     ("", "events"): {"create", "list"},
     ("admissionregistration.k8s.io", "validatingadmissionpolicies"): {
         "get",

@@ -418,6 +418,9 @@ def _review_one(
             operator_namespace=operator_namespace,
         )
         dry_run = pol.workloads.enforcement.dry_run
+        if not isinstance(decision, violations.Never) and violations.claimed_daemonset(body):
+            # The operator looks the DaemonSet up before evicting; plan does not read them.
+            decision = violations.Never(reason="DaemonSet Pod (spared if its DaemonSet exists)")
         if isinstance(decision, violations.Never):
             nsp.evictions.append(
                 Eviction(
