@@ -87,7 +87,7 @@ class World:
 
     def sync(self) -> None:
         """Deliver the API's objects to the inventory, as the watch would."""
-        for (kind, name), obj in self.gateway.objects.items():
+        for (kind, _name), obj in self.gateway.objects.items():
             self.service.inventory.put(kind, obj, watched=True)
         for kind in (VAP, BINDING):
             for name in (DENY, WARN):
@@ -281,7 +281,7 @@ def test_ready_names_hardening_conflicts() -> None:
     )
     w.service.publish_ready(batcher)
     batcher.flush(force=True)
-    [(name, patch)] = written
+    [(_, patch)] = written
     assert patch["conditions"][0]["reason"] == "HardeningConflict"
 
 
