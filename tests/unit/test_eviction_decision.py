@@ -301,3 +301,13 @@ def test_claimed_daemonset(owners: Any, expected: tuple[str, str] | None) -> Non
     the_pod = pod()
     the_pod["metadata"]["ownerReferences"] = owners
     assert violations.claimed_daemonset(the_pod) == expected
+
+
+def test_watch_projection_keeps_what_verifies_a_daemonset_owner() -> None:
+    """The operator decides on the compact projection of a Pod (``k8s.watch``)."""
+    from kube_guardrails.k8s import watch
+
+    the_pod = pod()
+    the_pod["apiVersion"] = "v1"
+    the_pod["metadata"]["ownerReferences"] = [{**_DS, "controller": True}]
+    assert violations.claimed_daemonset(watch.project_pod(the_pod)) == ("ds", "d1")

@@ -79,9 +79,16 @@ def _metadata(meta: Mapping[str, Any]) -> Body:
             out["annotations"] = kept
     owners = meta.get("ownerReferences")
     if owners:
-        # The owner's kind decides eviction exclusions (DaemonSet, static Pods).
+        # Eviction exclusions verify the controller: a DaemonSet Pod is spared only for
+        # an apps/v1 controller reference whose DaemonSet exists with that uid.
         out["ownerReferences"] = [
-            {"apiVersion": o.get("apiVersion"), "kind": o.get("kind"), "name": o.get("name")}
+            {
+                "apiVersion": o.get("apiVersion"),
+                "kind": o.get("kind"),
+                "name": o.get("name"),
+                "uid": o.get("uid"),
+                "controller": o.get("controller"),
+            }
             for o in owners
             if isinstance(o, Mapping)
         ]
