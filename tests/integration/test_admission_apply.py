@@ -123,10 +123,12 @@ def test_applied_once_then_no_writes_and_edits_restored(
     finally:
         api.delete(f"{POLICIES}/{name}")
     real_api.wait_for(
-        lambda: not any(
-            api.get_or_none(k8s_admission.path(kind, n))
-            for kind in KINDS
-            for n in admission.all_names(name)
+        lambda: (
+            not any(
+                api.get_or_none(k8s_admission.path(kind, n))
+                for kind in KINDS
+                for n in admission.all_names(name)
+            )
         ),
         what="the admission objects garbage-collected with their policy",
     )
