@@ -290,6 +290,14 @@ def test_readiness_gate_closes_the_race_in_a_burst_of_namespaces(scenario: Scena
         "the deny admission policy with the readiness gate",
     )
     scenario.wait_hardened(probe)
+    # The API server loads new admission policies a moment after they are stored: wait
+    # until this policy's warn policy (created after its deny policy) speaks.
+    wait_warned(
+        scenario,
+        kube_api.pods(probe),
+        e2e_scenario.pod(probe, "probe", image),
+        f"(kube-guardrails policy {scenario.name('gate')})",
+    )
     refusals = 0
     admitted: dict[str, Obj] = {}
     lock = threading.Lock()
@@ -561,3 +569,36 @@ def test_deleting_policies_leaves_no_admission_objects(scenario: Scenario) -> No
         for item in scenario.kube.list(path)
         if any(item["metadata"]["name"] in names_of(n) for n in names)
     ]
+
+
+def test_no_write_to_admission_objects_or_namespaces_on_resync(
+    scenario: Scenario, resync_window: float
+) -> None:
+    """Written once; the resyncs that follow compare and write nothing (not even to the
+    namespace's readiness label)."""
+    policy = scenario.policy("quiet", {"mode": "Enforce"})
+    ns = scenario.namespace("quiet")["metadata"]["name"]
+    name = policy["metadata"]["name"]
+    scenario.wait_hardened(ns)
+    scenario.wait(
+        lambda: scenario.kube.get(kube_api.namespaces(ns))["metadata"]["labels"].get(READY_LABEL),
+        "the readiness label",
+    )
+    paths = [f"{base}/{n}" for base in (VAPS, BINDINGS) for n in names_of(name)]
+    # deny + warn, each with its binding
+    scenario.wait(
+        lambda: all(scenario.kube.get_or_none(p) is not None for p in paths),
+        "the four admission objects",
+    )
+    paths.append(kube_api.namespaces(ns))
+
+    def versions() -> dict[str, str]:
+        return {p: scenario.kube.get(p)["metadata"]["resourceVersion"] for p in paths}
+
+    before = versions()
+    harness.hold_for(
+        lambda: versions() == before,
+        duration=resync_window,
+        interval=1.0,
+        what="no write to admission objects or the namespace",
+    )

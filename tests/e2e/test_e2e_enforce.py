@@ -139,6 +139,14 @@ def test_eviction_never_bypasses_a_pod_disruption_budget(scenario: Scenario) -> 
         return found if len(found) == 2 else None
 
     pods = scenario.wait(both_replicas, "both replicas created")
+
+    def budget_holds() -> bool:
+        # Pending or unready Pods may be evicted whatever the budget says: wait until
+        # the budget protects both (the policy comes afterwards, grace 0).
+        status = (scenario.read(pdb) or {}).get("status") or {}
+        return status.get("currentHealthy") == 2 and status.get("disruptionsAllowed") == 0
+
+    scenario.wait(budget_holds, "the budget guarding both healthy replicas")
     scenario.workload_policy(spec=enforce_spec(grace=0))
 
     def refused() -> Obj | None:
