@@ -68,6 +68,18 @@ RESOURCES: tuple[tuple[str, str, bool, frozenset[str]], ...] = (
     ("apps/v1/deployments", "Deployment", True, frozenset({"status", "scale"})),
     ("apps/v1/replicasets", "ReplicaSet", True, frozenset({"status", "scale"})),
     ("policy/v1/poddisruptionbudgets", "PodDisruptionBudget", True, frozenset({"status"})),
+    (
+        "admissionregistration.k8s.io/v1/validatingadmissionpolicies",
+        "ValidatingAdmissionPolicy",
+        False,
+        frozenset({"status"}),
+    ),
+    (
+        "admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
+        "ValidatingAdmissionPolicyBinding",
+        False,
+        frozenset(),
+    ),
 )
 CLUSTER_SCOPED = frozenset(path.rsplit("/", 1)[1] for path, _, ns, _ in RESOURCES if not ns)
 

@@ -399,6 +399,8 @@ class HardeningService:
         self._results: dict[str, tuple[tuple[str, ...], bool]] = {}
         # namespace -> kinds whose managed name is taken by an object not ours (conflicts).
         self._foreign: dict[str, tuple[str, ...]] = {}
+        # Every policy uid this process has known (see policy_uids).
+        self._uids_seen: set[str] = set()
         # HardeningConflict Events posted (by name) by this process: a resync posts none.
         self._conflicts_reported: set[str] = set()
         self.published = 0  # status recounts pushed (the liveness probe shows it)
@@ -408,13 +410,19 @@ class HardeningService:
         return self._inventory
 
     def policy_uids(self) -> frozenset[str]:
-        """The uids of every GuardrailPolicy that exists (valid or not): ownership."""
-        out: set[str] = set()
-        for name in self._policies.names():
-            entry = self._policies.get(name)
-            if entry is not None and entry.uid:
-                out.add(entry.uid)
-        return frozenset(out)
+        """The uids of every GuardrailPolicy this process has known (valid or not).
+
+        Ownership: an object owned by one of them is ours. A policy deleted meanwhile
+        still counts, so that its objects are removed or taken over by the next policy
+        at once instead of waiting for the garbage collector (and are not reported as
+        foreign). A uid this process never saw (a forged reference) does not count.
+        """
+        with self._lock:
+            for name in self._policies.names():
+                entry = self._policies.get(name)
+                if entry is not None and entry.uid:
+                    self._uids_seen.add(entry.uid)
+            return frozenset(self._uids_seen)
 
     def _ours(self, obj: Mapping[str, Any] | None, uids: frozenset[str]) -> bool:
         return obj is not None and builders.is_managed(obj, policy_uids=uids)
