@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import dataclasses
 import datetime
@@ -825,3 +826,28 @@ def test_foreign_object_reported_in_conflicts_not_hardened_not_ready() -> None:
     assert world.gateway.namespaces["team-a"]["metadata"]["labels"] == {
         hardening.LABEL_HARDENED: "uid-baseline"
     }
+
+
+def test_a_failed_background_post_asks_for_a_retry_and_posts_then() -> None:
+    world = make_world(gp())
+    retried: list[str] = []
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        service = hardening.HardeningService(
+            gateway=world.gateway,
+            inventory=world.inventory,
+            policies=world.store,
+            status=None,
+            operator_namespace="kube-guardrails-system",
+            executor=pool,
+        )
+        service.retry_later = retried.append
+        world.gateway.fail = {("post", "Event"): 503}
+        service.reconcile("team-a")
+        pool.shutdown(wait=True)
+    assert retried == ["team-a"] and world.gateway.events == []
+    world.watch_sync()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        service._executor = pool  # the same service, a fresh pool (the first one is shut)
+        service.reconcile("team-a")
+        pool.shutdown(wait=True)
+    assert world.gateway.events == HARDENED

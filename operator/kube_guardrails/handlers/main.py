@@ -120,8 +120,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         built = runtime.build(config, workloads_enabled=config.workloads)
     except k8s_client.ApiError as e:  # no usable kube config: retrying will not help
         raise kopf.PermanentError(str(e)) from None
+    try:
+        await built.start_caches(serve_health=bool(memo.get("serve_health")))
+    except OSError as e:  # e.g. the health port is taken: a retry would leak the watches
+        await built.stop()
+        raise kopf.PermanentError(f"cannot start: {e}") from None
     memo.runtime = built
-    await built.start_caches(serve_health=bool(memo.get("serve_health")))
     built.start_writers()  # one replica: it writes from the start (see runtime's docs)
     log.info(
         "operator-started",

@@ -62,6 +62,9 @@ WRITE_THREADS = 16
 # Threads behind asyncio.to_thread (every API call of the workload side): the default,
 # min(32, cores + 4), would cap a burst of reviews at 6 requests in flight on 2 cores.
 API_THREADS = 64
+# A NamespaceHardened Event that could not be posted (API outage) is tried again this
+# much later, by reconciling its namespace again (everything else is in place by then).
+EVENT_RETRY_SECONDS = 5.0
 # The source name of kopf's indexes (namespaces, policies) in the workload service.
 NAMESPACES = "namespaces"
 
@@ -123,6 +126,12 @@ class Runtime:
         if self.writing:
             return
         self.writing = True
+        loop = asyncio.get_running_loop()
+
+        def retry_later(namespace: str) -> None:  # called from the hardening threads
+            loop.call_soon_threadsafe(self.queue.add_after, namespace, EVENT_RETRY_SECONDS)
+
+        self.hardening.retry_later = retry_later
         interval = self.settings.status_interval_seconds
         self.tasks += [
             asyncio.create_task(self.status.run(), name="status-flush"),

@@ -385,6 +385,9 @@ class HardeningService:
         self._owed: dict[str, str] = {}
         # Namespaces this process has looked at once (the after-restart check is done).
         self._looked_at: set[str] = set()
+        # Called (from any thread) when an owed Event could not be posted: reconcile the
+        # namespace again later. Set by the composition root (the work queue).
+        self.retry_later: Callable[[str], None] | None = None
         # Names of NamespaceHardened Events found at the after-restart check (listed once).
         self._posted_before: set[str] | None = None
         self._executor = executor
@@ -519,20 +522,8 @@ class HardeningService:
             and policy is not None
             and any(self._ours(self._inventory.object(kind, namespace), uids) for kind in desired)
         ):
-            # Posted before the reconcile counts as done: a failure raises, and the work
-            # queue retries the namespace (everything else is in place by then).
             result.events.append(REASON_HARDENED)
-            self._gateway.post_event_once(
-                name=hardened_event_name(ns),
-                regarding=ns.reference(),
-                type="Normal",
-                reason=REASON_HARDENED,
-                action="Harden",
-                message=f"Hardened by GuardrailPolicy {policy.name}: "
-                + ", ".join(k.kind for k, v in desired.items() if v is not None),
-            )
-            with self._lock:
-                self._owed.pop(namespace, None)
+            self._announce(ns, policy.name, desired)
         if result.writes:
             log.info(
                 "namespace-reconciled",
@@ -541,6 +532,52 @@ class HardeningService:
                 writes=[f"{w.verb}:{w.kind}" for w in result.writes],
             )
         return result
+
+    def _announce(
+        self,
+        ns: NamespaceInfo,
+        policy: str,
+        desired: Mapping[builders.Kind, dict[str, Any] | None],
+    ) -> None:
+        """Post the owed NamespaceHardened Event; it stays owed until the post succeeds.
+
+        With an executor the post runs there (the objects are in place; the Event need
+        not hold up the next namespace of a burst) and a failure asks for the namespace
+        to be reconciled again later (``retry_later``); without one (tests) a failure
+        is raised, and the work queue retries. The fixed name makes a repeat harmless.
+        """
+        post = functools.partial(
+            self._gateway.post_event_once,
+            name=hardened_event_name(ns),
+            regarding=ns.reference(),
+            type="Normal",
+            reason=REASON_HARDENED,
+            action="Harden",
+            message=f"Hardened by GuardrailPolicy {policy}: "
+            + ", ".join(k.kind for k, v in desired.items() if v is not None),
+        )
+
+        def posted() -> None:
+            with self._lock:
+                if self._owed.get(ns.name) == policy:
+                    del self._owed[ns.name]
+
+        if self._executor is None:
+            post()
+            posted()
+            return
+
+        def in_background() -> None:
+            try:
+                post()
+            except Exception as e:
+                log.warning("namespace-hardened-event-failed", namespace=ns.name, error=str(e))
+                if self.retry_later is not None:
+                    self.retry_later(ns.name)
+                return
+            posted()
+
+        self._executor.submit(in_background)
 
     def _check_announced(
         self,
