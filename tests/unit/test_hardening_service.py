@@ -851,3 +851,20 @@ def test_a_failed_background_post_asks_for_a_retry_and_posts_then() -> None:
         service.reconcile("team-a")
         pool.shutdown(wait=True)
     assert world.gateway.events == HARDENED
+
+
+def test_a_stale_namespace_event_does_not_write_the_label_again() -> None:
+    """A watch event queued before our label patch arrives after it: ignored (by
+    resourceVersion), so the label is written once."""
+    world = make_world(gp())
+    stale = ns_obj("team-a")
+    stale["metadata"]["resourceVersion"] = "5"
+    world.inventory.update_namespace(stale)
+    world.gateway.namespaces["team-a"]["metadata"]["resourceVersion"] = "9"
+    world.service.reconcile("team-a")
+    assert world.gateway.writes == [*CREATE_BOTH, *READY]
+    world.watch_sync()
+    world.reset()
+    assert not world.inventory.update_namespace(stale)  # older than the patch response
+    world.service.reconcile("team-a")
+    assert world.gateway.writes == []

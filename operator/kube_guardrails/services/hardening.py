@@ -8,8 +8,8 @@ in-memory mirror fed by the watches, so a full resync costs no GETs), asks
 
 - nothing differs: no request at all (start-up and resync included);
 - missing: create; differing: merge-patch; no longer wanted: delete;
-- ownership is the ownerReference to a GuardrailPolicy that exists (its uid), never the
-  ``managed-by`` label: removing the label does not take an object out of our hands (it
+- ownership is the ownerReference to a GuardrailPolicy uid this process has known
+  (:meth:`HardeningService.policy_uids`), never the ``managed-by`` label: removing the label does not take an object out of our hands (it
   is restored), and an object with one of our names but without such a reference belongs
   to someone else: it is never touched, the namespace does not count as hardened, and
   it is reported (a ``HardeningConflict`` Warning Event on the namespace, once per
@@ -181,6 +181,7 @@ class Inventory:
         self._lock = threading.Lock()
         self._clock = clock
         self._namespaces: dict[str, NamespaceInfo] = {}
+        self._namespace_versions: dict[str, int] = {}
         self._objects: dict[tuple[str, str], dict[str, Any]] = {}  # (plural, ns) -> object
         # When each entry was last stored: a re-list only drops what it predates.
         self._seen: dict[tuple[str, str], float] = {}
@@ -193,17 +194,29 @@ class Inventory:
         return info
 
     def update_namespace(self, obj: Mapping[str, Any]) -> bool:
-        """Remember a namespace; True if it is new or what hardening depends on changed."""
+        """Remember a namespace; True if it is new or what hardening depends on changed.
+
+        A version older than the one held (a watch event queued before our readiness
+        label patch, whose response was stored here) is ignored: it would make the next
+        reconcile write the label again.
+        """
         info = NamespaceInfo.from_object(obj)
+        version = _resource_version(obj)
         with self._lock:
+            held_version = self._namespace_versions.get(info.name)
+            if version is not None and held_version is not None and version < held_version:
+                return False
             held = self._namespaces.get(info.name)
             self._namespaces[info.name] = info
+            if version is not None:
+                self._namespace_versions[info.name] = version
             self._seen["namespaces", info.name] = self._clock()
         return held != info
 
     def remove_namespace(self, name: str) -> None:
         with self._lock:
             self._namespaces.pop(name, None)
+            self._namespace_versions.pop(name, None)
             for key in [k for k in self._objects if k[1] == name]:
                 del self._objects[key]
 
@@ -277,6 +290,7 @@ class Inventory:
             for name in list(self._namespaces):
                 if name not in listed_ns and self._seen.get(("namespaces", name), 0) < started:
                     del self._namespaces[name]
+                    self._namespace_versions.pop(name, None)
                     removed.append(name)
             plurals = {kind.plural for kind in objects}
             for key in list(self._objects):
