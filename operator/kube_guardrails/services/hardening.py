@@ -12,8 +12,9 @@ in-memory mirror fed by the watches, so a full resync costs no GETs), asks
   (:meth:`HardeningService.policy_uids`), never the ``managed-by`` label: removing the
   label does not take an object out of our hands (it is restored), and an object with
   one of our names but without such a reference belongs to someone else: it is never
-  touched, the namespace does not count as hardened, and it is reported (a ``HardeningConflict`` Warning Event on the namespace, once per
-  object, and the governing policy's ``Ready`` condition);
+  touched, the namespace does not count as hardened, and it is reported (a
+  ``HardeningConflict`` Warning Event on the namespace, once per object, and the
+  governing policy's ``Ready`` condition);
 - once the managed objects exist, the namespace gets the readiness label
   ``kube-guardrails.io/hardened: <governing policy uid>`` (the admission readiness gate
   refuses Pods until then); it is removed when no policy selects the namespace (or a
