@@ -634,7 +634,13 @@ def test_projection_keeps_only_what_the_plan_reads() -> None:
     assert "managedFields" not in projected["metadata"]
     assert projected["metadata"]["annotations"] == {"kubernetes.io/config.mirror": "x"}
     assert projected["metadata"]["ownerReferences"] == [
-        {"kind": "ReplicaSet", "name": "rs", "controller": None}
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "name": "rs",
+            "uid": "u",
+            "controller": None,
+        }
     ]
     assert projected["status"] == {"phase": "Running"}
     # Same verdict from the projection as from the full object.
