@@ -6,6 +6,7 @@
 #   E2E_OPERATOR=in-cluster hack/e2e.sh   # operator installed with `kubectl apply -k manifests/`
 #   hack/e2e.sh -k hardening         # extra arguments go to pytest
 #   hack/e2e.sh restart-operator     # (used by the tests) restart the operator, wait until live
+#   hack/e2e.sh stop-operator        # (used by the tests) stop it (restart-operator starts it)
 #   hack/e2e.sh check-context NAME   # exit 0 if NAME looks like a test cluster's context
 #   hack/e2e.sh bench [ARGS]         # same set-up, then hack/bench/bench_e2e_hardening.py ARGS
 #                                    # instead of pytest (resync 600 s unless E2E_RESYNC_SECONDS)
@@ -202,11 +203,23 @@ if [ "${1:-}" = "check-context" ]; then
   exit $?
 fi
 
+if [ "${1:-}" = "stop-operator" ]; then
+  case "$MODE" in
+    local) stop_local ;;
+    in-cluster) kubectl -n "$NAMESPACE" scale "deployment/$DEPLOYMENT" --replicas=0
+                kubectl -n "$NAMESPACE" wait --for=delete pod \
+                  -l app.kubernetes.io/name=kube-guardrails --timeout=120s || true ;;
+    *) die "E2E_OPERATOR must be local or in-cluster, not '$MODE'" ;;
+  esac
+  exit 0
+fi
+
 if [ "${1:-}" = "restart-operator" ]; then
   CONTEXT="${KUBE_GUARDRAILS_E2E_CONTEXT:-$(kubectl config current-context)}"
   case "$MODE" in
     local) stop_local; start_local; wait_live ;;
-    in-cluster) restart_in_cluster ;;
+    in-cluster) kubectl -n "$NAMESPACE" scale "deployment/$DEPLOYMENT" --replicas=1
+                restart_in_cluster ;;
     *) die "E2E_OPERATOR must be local or in-cluster, not '$MODE'" ;;
   esac
   exit 0
@@ -275,6 +288,7 @@ export KUBE_GUARDRAILS_E2E_LIVENESS_URL="$LIVENESS_URL"
 export KUBE_GUARDRAILS_E2E_RESYNC_SECONDS="$RESYNC"
 export KUBE_GUARDRAILS_E2E_STATUS_INTERVAL_SECONDS="$STATUS_INTERVAL"
 export KUBE_GUARDRAILS_E2E_RESTART_COMMAND="E2E_OPERATOR=$MODE E2E_WORKDIR='$WORKDIR' E2E_LIVENESS_PORT=$PORT E2E_METRICS_PORT=$METRICS_PORT E2E_RESYNC_SECONDS=$RESYNC E2E_STATUS_SECONDS=$STATUS_INTERVAL E2E_SERVICE_ACCOUNT=$USE_SA KUBECONFIG='${KUBECONFIG:-}' '$ROOT/hack/e2e.sh' restart-operator"
+export KUBE_GUARDRAILS_E2E_STOP_COMMAND="E2E_OPERATOR=$MODE E2E_WORKDIR='$WORKDIR' E2E_LIVENESS_PORT=$PORT E2E_METRICS_PORT=$METRICS_PORT E2E_RESYNC_SECONDS=$RESYNC E2E_STATUS_SECONDS=$STATUS_INTERVAL E2E_SERVICE_ACCOUNT=$USE_SA KUBECONFIG='${KUBECONFIG:-}' '$ROOT/hack/e2e.sh' stop-operator"
 export KUBE_GUARDRAILS_E2E_CONTEXT="$CONTEXT"
 if [ "$MODE" = "local" ]; then
   export KUBE_GUARDRAILS_E2E_METRICS_URL="http://127.0.0.1:${METRICS_PORT}/metrics"

@@ -14,7 +14,10 @@ already running (``hack/e2e.sh`` style: locally or in-cluster):
    second batch of N namespaces, which the policy does not select; same measurement;
 3. the p99 of both and their ratio are printed (target: operator <= 1.5x bare);
 4. restoration: a managed NetworkPolicy is deleted (and a LimitRange edited) in K
-   hardened namespaces, one at a time; the time until the operator's copy is back.
+   hardened namespaces, one at a time; the time until the operator's copy is back;
+5. readiness (issue 9): from each operator-batch namespace's create request to the
+   moment a watch shows its ``kube-guardrails.io/hardened`` label, which the admission
+   readiness gate waits for before it admits Pods (p50/p99 printed).
 
 Both batches see the same client, API server and watch path, so the ratio measures
 what the operator adds over the least a controller must do. Everything the script
@@ -55,12 +58,15 @@ from kube_guardrails import (
     MANAGED_BY_VALUE,
     PLURAL,
 )
+from kube_guardrails.admission import policies as admission_policies
 
 Obj = kube_api.Obj
 LABEL_BATCH = "bench.kube-guardrails.io/batch"
 BARE_MANAGER = "kube-guardrails-bench-bare"
 KINDS = ("NetworkPolicy", "LimitRange")
 TARGET_RATIO = 1.5
+# Set by the operator once a namespace's managed objects exist (the readiness gate).
+READY_LABEL = admission_policies.LABEL_HARDENED
 
 
 # --------------------------------------------------------------------------- observer
@@ -173,6 +179,60 @@ class Observer:
     def after(self, kind: str, namespace: str, since: float) -> list[Seen]:
         with self._lock:
             return [s for s in self.events.get((kind, namespace), []) if s.at >= since]
+
+
+class ReadyObserver:
+    """Watches the operator batch's namespaces for the readiness label (issue 9).
+
+    ``kube-guardrails.io/hardened`` is what the admission readiness gate waits for: until
+    the operator sets it (once the managed objects exist), Pods are refused in the
+    namespace. Creation -> label is the delay a user sees before the first Pod goes in.
+    """
+
+    def __init__(self, kube: kube_api.Kube, *, selector: str) -> None:
+        self.kube = kube
+        self.selector = f"{selector},{READY_LABEL}"
+        self.ready: dict[str, float] = {}
+        self.failure: BaseException | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._started = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, daemon=True).start()
+        self._started.wait(timeout=30)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        try:
+            path = kube_api.namespaces()
+            listing = self.kube.request("GET", path, query={"labelSelector": self.selector})
+            version = str(listing["metadata"]["resourceVersion"])
+            self._started.set()
+            while not self._stop.is_set():
+                for event in self.kube.watch(
+                    path, resource_version=version, labels=self.selector, timeout_seconds=60
+                ):
+                    obj = event.get("object") or {}
+                    version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                    if event.get("type") in ("ADDED", "MODIFIED"):
+                        with self._lock:
+                            self.ready.setdefault(str(obj["metadata"]["name"]), time.monotonic())
+                    if self._stop.is_set():
+                        return
+        except BaseException as e:  # surfaced by latencies(): a dead watch must not look idle
+            self.failure = e
+            self._started.set()
+
+    def latencies(self, batch: Batch) -> tuple[list[float], list[str]]:
+        if self.failure is not None:
+            raise RuntimeError(f"the readiness watch failed: {self.failure!r}")
+        with self._lock:
+            ready = dict(self.ready)
+        values = [ready[n] - t for n, t in batch.created.items() if n in ready]
+        return values, [n for n in batch.created if n not in ready]
 
 
 # --------------------------------------------------------------------------- bare controller
@@ -448,6 +508,9 @@ def run(args: argparse.Namespace) -> int:
         if harness.LABEL_RUN not in (p["metadata"].get("labels") or {})
     ]
     observer = Observer(kube, prefix=prefix)
+    ready_observer = ReadyObserver(
+        kube, selector=kube_api.labels_selector({**base_labels, LABEL_BATCH: "operator"})
+    )
     bare = BareController(
         kube,
         selector=kube_api.labels_selector({**base_labels, LABEL_BATCH: "bare"}),
@@ -480,6 +543,7 @@ def run(args: argparse.Namespace) -> int:
             what="the benchmark policy Ready",
         )
         observer.start()
+        ready_observer.start()
         bare.start()
         for batch, suffix in ((operator_batch, "op"), (bare_batch, "bare")):
             names = [f"{prefix}{suffix}-{i:04d}" for i in range(args.namespaces)]
@@ -491,6 +555,12 @@ def run(args: argparse.Namespace) -> int:
                 batch=batch,
             )
             wait_batch(observer, batch, timeout=args.timeout)
+        harness.wait_for(
+            lambda: not ready_observer.latencies(operator_batch)[1],
+            timeout=args.timeout,
+            interval=0.5,
+            what="every namespace of the operator batch labelled ready",
+        )
         restores = measure_restores(
             kube,
             observer,
@@ -499,6 +569,7 @@ def run(args: argparse.Namespace) -> int:
         )
         op = harness.Summary.of(operator_batch.latencies(observer)[0])
         floor = harness.Summary.of(bare_batch.latencies(observer)[0])
+        ready = harness.Summary.of(ready_observer.latencies(operator_batch)[0])
         version = kube.server_version()
         report = {
             "machine": {
@@ -518,6 +589,7 @@ def run(args: argparse.Namespace) -> int:
             "bare_workers": args.bare_workers,
             "operator": dataclasses.asdict(op),
             "bare": dataclasses.asdict(floor),
+            "ready": dataclasses.asdict(ready),
             "p50_ratio": op.p50 / floor.p50 if floor.p50 > 0 else None,
             "p99_ratio": op.p99 / floor.p99 if floor.p99 > 0 else None,
             "target_ratio": TARGET_RATIO,
@@ -529,9 +601,10 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(report, indent=2))
         else:
-            print_report(report, op=op, floor=floor, restores=restores)
+            print_report(report, op=op, floor=floor, restores=restores, ready=ready)
     finally:
         observer.stop()
+        ready_observer.stop()
         bare.stop()
         kube.delete(kube_api.policies(policy_name))
         for name in [*operator_batch.created, *bare_batch.created]:
@@ -545,6 +618,7 @@ def print_report(
     op: harness.Summary,
     floor: harness.Summary,
     restores: Mapping[str, list[float]],
+    ready: harness.Summary,
 ) -> None:
     machine, cluster = report["machine"], report["cluster"]
     print("kube-guardrails: hardening latency on a real cluster")
@@ -565,6 +639,7 @@ def print_report(
     )
     print(f"  operator  create -> NetworkPolicy+LimitRange  {op.line()}")
     print(f"  bare      create -> NetworkPolicy+LimitRange  {floor.line()}")
+    print(f"  operator  create -> ready label (Pods admitted) {ready.line()}")
     if report["p50_ratio"] is not None:
         print(f"  p50 ratio operator/bare = {report['p50_ratio']:.2f}x")
     ratio = report["p99_ratio"]

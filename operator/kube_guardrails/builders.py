@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from kube_guardrails import (
@@ -55,10 +55,31 @@ def managed_labels(policy: policy_model.Policy) -> dict[str, str]:
     return {LABEL_MANAGED_BY: MANAGED_BY_VALUE, LABEL_POLICY: policy.name}
 
 
-def is_managed(obj: Mapping[str, Any]) -> bool:
-    """Did we create this object? (Only such objects are ever changed or deleted.)"""
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return bool(labels.get(LABEL_MANAGED_BY) == MANAGED_BY_VALUE)
+def policy_owner_uids(obj: Mapping[str, Any]) -> frozenset[str]:
+    """The uids of the GuardrailPolicies named in the object's ownerReferences."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences")
+    out: set[str] = set()
+    for ref in refs if isinstance(refs, list) else []:
+        if not isinstance(ref, Mapping):
+            continue
+        group = str(ref.get("apiVersion") or "").split("/")[0]
+        if group == API_GROUP and ref.get("kind") == KIND and ref.get("uid"):
+            out.add(str(ref["uid"]))
+    return frozenset(out)
+
+
+def is_managed(obj: Mapping[str, Any], *, policy_uids: Collection[str] | None = None) -> bool:
+    """Did we create this object? (Only such objects are ever changed or deleted.)
+
+    Decided by the ownerReference to a GuardrailPolicy, never by the ``managed-by``
+    label, which anyone who may edit the object can remove (and then edit it at will).
+    ``policy_uids``: the uids of the policies that exist (the operator passes them, so a
+    forged reference to a made-up uid does not count); None accepts any policy uid.
+    """
+    owners = policy_owner_uids(obj)
+    if policy_uids is None:
+        return bool(owners)
+    return bool(owners & set(policy_uids))
 
 
 def owner_reference(policy: policy_model.Policy) -> dict[str, Any]:
@@ -254,7 +275,7 @@ class Change:
     """What reconciling one managed kind in one namespace does, and why (for ``plan``).
 
     ``action``: ``create``, ``update``, ``delete``, ``unchanged``, or ``conflict`` (an
-    object with our name exists without our ``managed-by`` label: it belongs to someone
+    object with our name exists without an ownerReference to a policy: it belongs to someone
     else, so it is never touched and the namespace stays unhardened for that kind).
     """
 
@@ -272,7 +293,9 @@ def planned_change(live: Mapping[str, Any] | None, want: Mapping[str, Any] | Non
     if live is not None and not is_managed(live):
         if want is None:
             return Change("unchanged")
-        return Change("conflict", "exists without the managed-by label; left alone")
+        return Change(
+            "conflict", "exists without an ownerReference to a GuardrailPolicy; left alone"
+        )
     if want is None:
         return Change("unchanged") if live is None else Change("delete", _owner_text(live))
     if live is None:

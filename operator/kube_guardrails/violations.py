@@ -1,13 +1,15 @@
 """Pure decisions about a workload's violations: annotation, Event text and eviction.
 
-The operator keeps no database: the object's own annotations are its memory. The
-annotation ``kube-guardrails.io/violations`` says which checks of which policies the
-object fails, in a canonical form, so that a restart or a resync can tell "same as
-before, say nothing" from "changed, tell the developer". A second annotation,
-``kube-guardrails.io/violations-since``, records when the current set was first seen,
-so that Enforce's grace period survives restarts. It restarts whenever the set
-changes (including an item gaining ``!`` because its policy switched to Enforce), so
-every newly evictable violation gets a full grace period and an Event first.
+The annotation ``kube-guardrails.io/violations`` says which checks of which policies
+the object fails, in a canonical form, so that a restart or a resync can tell "same as
+before, say nothing" from "changed, tell the developer" (it only decides whether to
+write the annotation and post an Event again). A second annotation,
+``kube-guardrails.io/violations-since``, tells developers when the current set was first
+seen. Both are output only for enforcement: anyone who may edit the workload may write
+them, so nothing here reads them to decide whether or when a Pod is evicted (the grace
+period counts from the operator's own memory, ``services.enforcement``), and "protected"
+owners are only those the API server vouches for (:func:`protected`,
+:func:`claimed_daemonset`).
 
 Annotation format (documented in the README; stable, tests pin it)::
 
@@ -44,6 +46,8 @@ from kube_guardrails.model import selectors
 ANNOTATION_VIOLATIONS = ANNOTATION_PREFIX + "violations"
 ANNOTATION_SINCE = ANNOTATION_PREFIX + "violations-since"
 MAX_ANNOTATION = 1024
+# Set by the kubelet on the mirror Pod of a static Pod (immutable after creation).
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 # Events are shown whole by `kubectl describe`; the API server cuts messages at 1 KiB
 # for events.k8s.io (note) anyway, so we cut first, at a place we choose.
 MAX_EVENT_MESSAGE = 1024
@@ -321,25 +325,23 @@ def protected(
 ) -> str | None:
     """Why this Pod must never be evicted whatever the policy says; None if it may be.
 
-    * mirror Pods (annotation ``kubernetes.io/config.mirror``) and static Pods (owned by
-      a Node): the kubelet recreates them from a file, eviction only makes noise;
-    * DaemonSet Pods: the DaemonSet controller puts them straight back on the node;
+    * mirror Pods of static Pods, by the annotation ``kubernetes.io/config.mirror`` that
+      the kubelet sets (the API server refuses adding or removing it on update, and the
+      kubelet recreates them from a file, so eviction only makes noise). An
+      ownerReference to a Node does not count by itself: anyone can write one;
     * the operator's own Pods, i.e. every Pod in the operator's namespace: it must not
       remove itself. A label alone is not trusted: any developer could put it on a Pod
       to escape Enforce;
     * Pods already terminating or finished: there is nothing left to remove.
+
+    DaemonSet Pods are protected too, but only once the DaemonSet is verified to exist
+    (:func:`claimed_daemonset`; the enforcer looks it up): an ownerReference is
+    written by whoever creates the Pod.
     """
     meta = _mapping(pod.get("metadata"))
     annotations = _mapping(meta.get("annotations"))
-    if "kubernetes.io/config.mirror" in annotations:
+    if MIRROR_ANNOTATION in annotations:
         return "mirror Pod (managed by the kubelet)"
-    owners = meta.get("ownerReferences")
-    for owner in owners if isinstance(owners, list) else []:
-        kind = _mapping(owner).get("kind")
-        if kind == "Node":
-            return "static Pod (owned by its Node)"
-        if kind == "DaemonSet":
-            return "DaemonSet Pod"
     if meta.get("namespace") == operator_namespace:
         return "the operator's own Pod"
     if meta.get("deletionTimestamp"):
@@ -347,6 +349,28 @@ def protected(
     phase = _mapping(pod.get("status")).get("phase")
     if phase in ("Succeeded", "Failed"):
         return f"completed ({phase})"
+    return None
+
+
+def claimed_daemonset(pod: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(name, uid)`` of the DaemonSet the Pod says controls it, or None.
+
+    Only a real controller reference counts: ``apiVersion: apps/v1``, ``kind:
+    DaemonSet``, ``controller: true`` (as the DaemonSet controller writes it). Whether
+    that DaemonSet exists with that uid is for the caller to check: the reference is
+    written by whoever created the Pod.
+    """
+    owners = _mapping(pod.get("metadata")).get("ownerReferences")
+    for owner in owners if isinstance(owners, list) else []:
+        ref = _mapping(owner)
+        if (
+            ref.get("apiVersion") == "apps/v1"
+            and ref.get("kind") == "DaemonSet"
+            and ref.get("controller") is True
+            and ref.get("name")
+            and ref.get("uid")
+        ):
+            return str(ref["name"]), str(ref["uid"])
     return None
 
 
@@ -396,8 +420,8 @@ def eviction_decision(
     """What ``policy`` does about this Pod now: evict, wait until a time, or never.
 
     ``findings`` are the Pod's attributed findings (all policies; this one's are
-    picked); ``since`` is when the current violation set was first observed (the
-    annotation), so the grace period survives restarts.
+    picked); ``since`` is when the operator first observed this Pod violating an
+    Enforce-action check of this policy (its own memory, never an annotation).
     """
     reason = protected(pod, operator_namespace=operator_namespace)
     if reason is not None:

@@ -72,6 +72,18 @@ RESOURCES: tuple[tuple[str, str, bool, frozenset[str]], ...] = (
     ("batch/v1/jobs", "Job", True, frozenset({"status"})),
     ("batch/v1/cronjobs", "CronJob", True, frozenset({"status"})),
     ("policy/v1/poddisruptionbudgets", "PodDisruptionBudget", True, frozenset({"status"})),
+    (
+        "admissionregistration.k8s.io/v1/validatingadmissionpolicies",
+        "ValidatingAdmissionPolicy",
+        False,
+        frozenset({"status"}),
+    ),
+    (
+        "admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
+        "ValidatingAdmissionPolicyBinding",
+        False,
+        frozenset(),
+    ),
 )
 CLUSTER_SCOPED = frozenset(path.rsplit("/", 1)[1] for path, _, ns, _ in RESOURCES if not ns)
 

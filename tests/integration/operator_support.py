@@ -58,6 +58,7 @@ class Operator:
         await eventually(
             lambda: (
                 memo.runtime.queue.busy == 0
+                and memo.runtime.admission_queue.busy == 0
                 and memo.runtime.hardening.published >= start + 2
                 and not memo.runtime.status.pending()
             ),

@@ -276,7 +276,16 @@ async def test_no_kopf_state_on_namespaces_or_policies(
     namespace_writes = [
         r for r in emulator.writes_since(0) if emulator.describe(r).endswith(" namespaces")
     ]
-    assert [emulator.describe(r) for r in namespace_writes] == ["POST namespaces"]  # ours
+    # The test's create, then the operator's one write: the readiness label (a merge
+    # patch of that label alone; kopf itself writes nothing on a namespace).
+    assert [emulator.describe(r) for r in namespace_writes] == [
+        "POST namespaces",
+        "PATCH namespaces",
+    ]
+    labels = namespace_writes[-1].data["metadata"]["labels"]
+    policy_uid = (emulator.read(POLICIES, None, "baseline") or {})["metadata"]["uid"]
+    assert set(namespace_writes[-1].data) == {"metadata"}  # a patch of metadata.labels only
+    assert labels == {"kube-guardrails.io/hardened": policy_uid}
 
 
 async def test_foreign_object_with_our_name_is_left_alone(

@@ -642,7 +642,7 @@ def test_plan_reports_evictions_and_protected_pods(world: World, planned: Obj) -
         "reason": "",
     }
     assert evictions["ds-pod"]["evict"] is False
-    assert evictions["ds-pod"]["reason"] == "DaemonSet Pod"
+    assert evictions["ds-pod"]["reason"] == "DaemonSet Pod (spared if its DaemonSet exists)"
     assert set(evictions) == {"priv", "ds-pod"}  # legacy is exempt, good complies
 
 

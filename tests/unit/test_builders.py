@@ -280,14 +280,46 @@ def test_matches(
     assert builders.matches(live(desired, edit), desired) is expected
 
 
+_GP = {"apiVersion": "kube-guardrails.io/v1alpha1", "kind": "GuardrailPolicy", "name": "p"}
+
+
 @pytest.mark.parametrize(
-    ("labels", "expected"),
+    ("meta", "uids", "expected"),
     [
-        pytest.param({"app.kubernetes.io/managed-by": "kube-guardrails"}, True, id="ours"),
-        pytest.param({"app.kubernetes.io/managed-by": "helm"}, False, id="helm"),
-        pytest.param({}, False, id="no-labels"),
-        pytest.param(None, False, id="labels-null"),
+        pytest.param({"ownerReferences": [{**_GP, "uid": "u1"}]}, None, True, id="owned"),
+        pytest.param(
+            {"ownerReferences": [{**_GP, "uid": "u1"}]}, {"u1", "u2"}, True, id="owned-known"
+        ),
+        pytest.param(
+            {"ownerReferences": [{**_GP, "uid": "forged"}]}, {"u1"}, False, id="unknown-uid"
+        ),
+        pytest.param(
+            {"labels": {"app.kubernetes.io/managed-by": "kube-guardrails"}},
+            None,
+            False,
+            id="label-only-is-not-ownership",
+        ),
+        pytest.param(
+            {"ownerReferences": [{**_GP, "uid": "u1"}], "labels": {}},
+            {"u1"},
+            True,
+            id="managed-by-label-removed-still-ours",
+        ),
+        pytest.param(
+            {"ownerReferences": [{**_GP, "apiVersion": "example.com/v1", "uid": "u1"}]},
+            None,
+            False,
+            id="other-group",
+        ),
+        pytest.param(
+            {"ownerReferences": [{**_GP, "kind": "Deployment", "uid": "u1"}]},
+            None,
+            False,
+            id="other-kind",
+        ),
+        pytest.param({"ownerReferences": "junk"}, None, False, id="malformed"),
+        pytest.param({}, None, False, id="no-owner"),
     ],
 )
-def test_is_managed(labels: dict[str, str] | None, expected: bool) -> None:
-    assert builders.is_managed({"metadata": {"labels": labels}}) is expected
+def test_is_managed(meta: dict[str, Any], uids: set[str] | None, expected: bool) -> None:
+    assert builders.is_managed({"metadata": meta}, policy_uids=uids) is expected

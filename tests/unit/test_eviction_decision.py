@@ -110,10 +110,14 @@ NEVER_CASES = [
         {"the_pod": pod(annotations={"kubernetes.io/config.mirror": "abc"})}, "mirror", id="mirror"
     ),
     pytest.param(
-        {"the_pod": pod(owners=[{"kind": "Node", "name": "n1"}])}, "static", id="static-node-owner"
-    ),
-    pytest.param(
-        {"the_pod": pod(owners=[{"kind": "DaemonSet", "name": "ds"}])}, "DaemonSet", id="daemonset"
+        {
+            "the_pod": pod(
+                annotations={"kubernetes.io/config.mirror": "abc"},
+                owners=[{"apiVersion": "v1", "kind": "Node", "name": "n1", "controller": True}],
+            )
+        },
+        "mirror",
+        id="real-mirror-pod-owned-by-node",
     ),
     pytest.param({"the_pod": pod(namespace=OPERATOR_NS)}, "operator", id="operator-namespace"),
     pytest.param({"the_pod": pod(deleting=True)}, "terminating", id="terminating"),
@@ -186,6 +190,32 @@ def test_wait(kwargs: dict[str, Any], until: datetime.datetime, why: str) -> Non
         # The operator's label outside its namespace grants nothing: any developer could
         # set it on a Pod to escape Enforce.
         pytest.param({"the_pod": pod(labels=OPERATOR_LABEL)}, False, id="operator-label-elsewhere"),
+        # Issue 9: owner references anyone can write do not protect; a DaemonSet is only
+        # protected once the enforcer has looked it up (claimed_daemonset).
+        pytest.param(
+            {"the_pod": pod(owners=[{"apiVersion": "v1", "kind": "Node", "name": "n1"}])},
+            False,
+            id="node-owner-without-mirror-annotation",
+        ),
+        pytest.param(
+            {"the_pod": pod(owners=[{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "d"}])},
+            False,
+            id="daemonset-owner-is-verified-by-the-enforcer-not-here",
+        ),
+        # The annotations are output only: a copied violations text and a future
+        # violations-since change nothing (since comes from the operator's memory).
+        pytest.param(
+            {
+                "the_pod": pod(
+                    annotations={
+                        "kube-guardrails.io/violations": "strict/privileged(app)!",
+                        "kube-guardrails.io/violations-since": "2999-01-01T00:00:00Z",
+                    }
+                )
+            },
+            False,
+            id="future-violations-since-annotation-ignored",
+        ),
     ],
 )
 def test_evict(kwargs: dict[str, Any], dry_run: bool) -> None:
@@ -243,3 +273,41 @@ NEVER = violations.Never(reason="audit")
 )
 def test_combine(decisions: list[violations.Decision], expected: violations.Decision) -> None:
     assert violations.combine(decisions) == expected
+
+
+_DS = {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "ds", "uid": "d1"}
+
+
+@pytest.mark.parametrize(
+    ("owners", "expected"),
+    [
+        pytest.param([{**_DS, "controller": True}], ("ds", "d1"), id="real-controller-ref"),
+        pytest.param([{**_DS, "controller": False}], None, id="not-controller"),
+        pytest.param([dict(_DS)], None, id="controller-unset"),
+        pytest.param(
+            [{**_DS, "apiVersion": "example.com/v1", "controller": True}], None, id="other-group"
+        ),
+        pytest.param([{**_DS, "apiVersion": "apps/v1beta2", "controller": True}], None, id="old"),
+        pytest.param([{**_DS, "controller": True, "uid": ""}], None, id="no-uid"),
+        pytest.param(
+            [{"apiVersion": "v1", "kind": "Node", "name": "n", "uid": "x", "controller": True}],
+            None,
+            id="node",
+        ),
+        pytest.param("junk", None, id="malformed"),
+    ],
+)
+def test_claimed_daemonset(owners: Any, expected: tuple[str, str] | None) -> None:
+    the_pod = pod()
+    the_pod["metadata"]["ownerReferences"] = owners
+    assert violations.claimed_daemonset(the_pod) == expected
+
+
+def test_watch_projection_keeps_what_verifies_a_daemonset_owner() -> None:
+    """The operator decides on the compact projection of a Pod (``k8s.watch``)."""
+    from kube_guardrails.k8s import watch
+
+    the_pod = pod()
+    the_pod["apiVersion"] = "v1"
+    the_pod["metadata"]["ownerReferences"] = [{**_DS, "controller": True}]
+    assert violations.claimed_daemonset(watch.project_pod(the_pod)) == ("ds", "d1")

@@ -123,6 +123,18 @@ class FakeGateway:
         self.lists += 1
         return set(self.named_events)
 
+    def label_namespace(self, name: str, *, key: str, value: str | None) -> dict[str, Any] | None:
+        self.writes.append(("patch", "Namespace", name))
+        ns = self.namespaces.get(name)
+        if ns is None:
+            return None
+        labels = ns["metadata"].setdefault("labels", {})
+        if value is None:
+            labels.pop(key, None)
+        else:
+            labels[key] = value
+        return copy.deepcopy(ns)
+
 
 def _merge(base: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch."""
@@ -240,6 +252,7 @@ def update_policy(**spec: Any) -> Step:
 
 def relabel(**labels: str) -> Step:
     def step(world: World) -> None:
+        world.gateway.namespaces["team-a"] = ns_obj("team-a", **labels)
         world.inventory.put_namespace(ns_obj("team-a", **labels))
 
     return step
@@ -258,6 +271,20 @@ def foreign(kind: builders.Kind) -> Step:
     return step
 
 
+def disown_by_label_and_open(obj: dict[str, Any]) -> None:
+    """The bypass of issue 9: drop the managed-by label, then allow all traffic."""
+    obj["metadata"]["labels"].pop("app.kubernetes.io/managed-by")
+    obj["spec"]["ingress"] = [{}]
+    obj["spec"]["egress"] = [{}]
+
+
+def forge_owner(obj: dict[str, Any]) -> None:
+    obj["metadata"]["uid"] = "replaced"
+    obj["metadata"]["ownerReferences"] = [
+        {**obj["metadata"]["ownerReferences"][0], "uid": "no-such-policy"}
+    ]
+
+
 def lr_cpu(cpu: str) -> Callable[[dict[str, Any]], None]:
     def edit(obj: dict[str, Any]) -> None:
         obj["spec"]["limits"][0]["default"]["cpu"] = cpu
@@ -266,6 +293,8 @@ def lr_cpu(cpu: str) -> Callable[[dict[str, Any]], None]:
 
 
 CREATE_BOTH = [("create", "NetworkPolicy", "team-a"), ("create", "LimitRange", "team-a")]
+READY = [("patch", "Namespace", "team-a")]  # the readiness label, once hardened
+CONFLICT_EVENT = [("Warning", "HardeningConflict", "team-a")]
 HARDENED_EVENT = [("Normal", "NamespaceHardened", "team-a")]
 RESTORED_EVENT = [("Warning", "HardeningRestored", "team-a")]
 SELECTED = {"namespaceSelector": {"matchLabels": {"guardrails": "on"}}}
@@ -274,14 +303,16 @@ SELECTED = {"namespaceSelector": {"matchLabels": {"guardrails": "on"}}}
 @pytest.mark.parametrize(
     ("pols", "first", "then", "writes", "events"),
     [
-        pytest.param([gp()], False, nothing, CREATE_BOTH, HARDENED_EVENT, id="new-namespace"),
+        pytest.param(
+            [gp()], False, nothing, [*CREATE_BOTH, *READY], HARDENED_EVENT, id="new-namespace"
+        ),
         pytest.param([gp()], True, nothing, [], [], id="in-place-zero-writes"),
         pytest.param([], False, nothing, [], [], id="no-policy-no-writes"),
         pytest.param(
             [gp(hardening={"resourceQuota": {"enabled": True, "hard": {"pods": "9"}}})],
             False,
             nothing,
-            [*CREATE_BOTH, ("create", "ResourceQuota", "team-a")],
+            [*CREATE_BOTH, ("create", "ResourceQuota", "team-a"), *READY],
             HARDENED_EVENT,
             id="with-quota",
         ),
@@ -324,7 +355,7 @@ SELECTED = {"namespaceSelector": {"matchLabels": {"guardrails": "on"}}}
             [gp(**SELECTED)],
             False,
             relabel(guardrails="on"),
-            CREATE_BOTH,
+            [*CREATE_BOTH, *READY],
             HARDENED_EVENT,
             id="namespace-starts-matching",
         ),
@@ -344,8 +375,24 @@ SELECTED = {"namespaceSelector": {"matchLabels": {"guardrails": "on"}}}
             False,
             foreign(NP),
             [CREATE_BOTH[1]],
-            HARDENED_EVENT,
+            [*CONFLICT_EVENT, *HARDENED_EVENT],
             id="foreign-object-with-our-name-untouched",
+        ),
+        pytest.param(
+            [gp()],
+            True,
+            edit_live(NP, disown_by_label_and_open),
+            [("patch", "NetworkPolicy", "team-a")],
+            RESTORED_EVENT,
+            id="managed-by-label-removed-and-opened-is-restored",
+        ),
+        pytest.param(
+            [gp()],
+            True,
+            edit_live(NP, forge_owner),
+            [*READY],
+            CONFLICT_EVENT,
+            id="owner-reference-to-unknown-uid-is-foreign",
         ),
         pytest.param(
             [gp(), gp("zz-high", priority=10, hardening={"limitRange": {"enabled": False}})],
@@ -424,7 +471,11 @@ def test_takeover_by_higher_priority_policy_replaces_owner() -> None:
     assert world.gateway.writes == [
         ("patch", "NetworkPolicy", "team-a"),
         ("patch", "LimitRange", "team-a"),
+        *READY,  # the readiness label names the governing policy's uid
     ]
+    assert world.gateway.namespaces["team-a"]["metadata"]["labels"] == {
+        hardening.LABEL_HARDENED: "uid-b"
+    }
     owners = world.gateway.objects[NP.plural, "team-a"]["metadata"]["ownerReferences"]
     assert [o["name"] for o in owners] == ["b"]
 
@@ -485,7 +536,8 @@ def test_outage_is_raised_for_retry_and_converges_after(code: int) -> None:
     world.watch_sync()
     world.reset()
     world.service.reconcile("team-a")
-    assert world.gateway.writes == [("create", "LimitRange", "team-a")]
+    # The readiness label only once both objects exist.
+    assert world.gateway.writes == [("create", "LimitRange", "team-a"), *READY]
 
 
 def test_stale_watch_event_is_ignored() -> None:
@@ -607,6 +659,7 @@ def test_parallel_writes_with_an_executor() -> None:
         ("create", "LimitRange", "team-a"),
         ("create", "NetworkPolicy", "team-a"),
         ("create", "ResourceQuota", "team-a"),
+        *READY,
     ]
     assert result.events == ["NamespaceHardened"]
     assert world.gateway.events == HARDENED_EVENT  # posted by the pool, finished on exit
@@ -750,6 +803,52 @@ def test_namespace_hardened_event_is_posted_until_posted(
     assert world.gateway.events == events
 
 
+def test_readiness_label_set_once_hardened_and_removed_when_unselected() -> None:
+    world = make_world(gp(**SELECTED))
+    world.gateway.namespaces["team-a"] = ns_obj("team-a", guardrails="on")
+    world.inventory.put_namespace(ns_obj("team-a", guardrails="on"))
+    world.service.reconcile("team-a")
+    labels = world.gateway.namespaces["team-a"]["metadata"]["labels"]
+    assert labels == {"guardrails": "on", hardening.LABEL_HARDENED: "uid-baseline"}
+    world.watch_sync()
+    world.reset()
+    # Stops being selected: objects deleted and the label removed.
+    world.gateway.namespaces["team-a"]["metadata"]["labels"].pop("guardrails")
+    world.inventory.put_namespace(world.gateway.namespaces["team-a"])
+    world.service.reconcile("team-a")
+    assert world.gateway.writes == [
+        ("delete", "NetworkPolicy", "team-a"),
+        ("delete", "LimitRange", "team-a"),
+        *READY,
+    ]
+    assert world.gateway.namespaces["team-a"]["metadata"]["labels"] == {}
+
+
+def test_policy_hardening_nothing_still_marks_ready() -> None:
+    off = {"networkPolicy": {"enabled": False}, "limitRange": {"enabled": False}}
+    world = make_world(gp(hardening=off))
+    world.service.reconcile("team-a")
+    assert world.gateway.writes == READY
+
+
+def test_foreign_object_reported_in_conflicts_not_hardened_not_ready() -> None:
+    world = make_world(gp())
+    foreign(NP)(world)
+    world.service.reconcile("team-a")
+    assert world.service.conflicts("baseline") == ["team-a/NetworkPolicy"]
+    assert world.service.counts() == {"baseline": (1, 0)}
+    assert hardening.LABEL_HARDENED not in world.gateway.namespaces["team-a"]["metadata"]["labels"]
+    # Gone (renamed by its owner): ours is created, the conflict clears, the label is set.
+    world.gateway.objects.pop((NP.plural, "team-a"))
+    world.inventory.remove_object(NP, "team-a")
+    world.service.reconcile("team-a")
+    assert world.service.conflicts("baseline") == []
+    assert world.service.counts() == {"baseline": (1, 1)}
+    assert world.gateway.namespaces["team-a"]["metadata"]["labels"] == {
+        hardening.LABEL_HARDENED: "uid-baseline"
+    }
+
+
 def test_a_failed_background_post_asks_for_a_retry_and_posts_then() -> None:
     world = make_world(gp())
     retried: list[str] = []
@@ -773,3 +872,20 @@ def test_a_failed_background_post_asks_for_a_retry_and_posts_then() -> None:
         service.reconcile("team-a")
         pool.shutdown(wait=True)
     assert world.gateway.events == HARDENED
+
+
+def test_a_stale_namespace_event_does_not_write_the_label_again() -> None:
+    """A watch event queued before our label patch arrives after it: ignored (by
+    resourceVersion), so the label is written once."""
+    world = make_world(gp())
+    stale = ns_obj("team-a")
+    stale["metadata"]["resourceVersion"] = "5"
+    world.inventory.update_namespace(stale)
+    world.gateway.namespaces["team-a"]["metadata"]["resourceVersion"] = "9"
+    world.service.reconcile("team-a")
+    assert world.gateway.writes == [*CREATE_BOTH, *READY]
+    world.watch_sync()
+    world.reset()
+    assert not world.inventory.update_namespace(stale)  # older than the patch response
+    world.service.reconcile("team-a")
+    assert world.gateway.writes == []

@@ -1,6 +1,6 @@
 """``plan`` for the generated admission policies: create / update / delete / unchanged /
 conflict per object, as the operator decides (``admission.changed``, ownership by the
-``managed-by`` label), and how it is shown.
+ownerReference to a GuardrailPolicy), and how it is shown.
 
 That objects applied from ``admission.build`` come back ``unchanged`` from a real API
 server is ``tests/integration/test_plan_cluster.py``'s part.
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kube_guardrails import LABEL_MANAGED_BY, admission
+from kube_guardrails import admission
 from kube_guardrails.checks import registry
 from kube_guardrails.model import policy as policy_model
 from kube_guardrails.plan import core, render
@@ -63,8 +63,8 @@ def both(name: str, action: str) -> dict[tuple[str, str], str]:
 
 def _foreign(live: Live) -> Live:
     out = copy.deepcopy(live)
-    for obj in out.values():
-        del obj["metadata"]["labels"][LABEL_MANAGED_BY]
+    for obj in out.values():  # ours only by an ownerReference to a GuardrailPolicy
+        del obj["metadata"]["ownerReferences"]
     return out
 
 

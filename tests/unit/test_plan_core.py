@@ -443,8 +443,13 @@ ENFORCE = {"mode": "Enforce", **PRIVILEGED_ONLY}
         ),
         (
             ENFORCE,
-            pod("p", "team", privileged=True, owners=[owner("DaemonSet", "ds")]),
-            (False, False, None, "DaemonSet Pod"),
+            pod(
+                "p",
+                "team",
+                privileged=True,
+                owners=[{**owner("DaemonSet", "ds"), "apiVersion": "apps/v1", "uid": "d1"}],
+            ),
+            (False, False, None, "DaemonSet Pod (spared if its DaemonSet exists)"),
         ),
         (
             ENFORCE,
@@ -453,8 +458,9 @@ ENFORCE = {"mode": "Enforce", **PRIVILEGED_ONLY}
         ),
         (
             ENFORCE,
+            # A Node owner without the kubelet's mirror annotation is no static Pod.
             pod("p", "team", privileged=True, owners=[owner("Node", "n1")]),
-            (False, False, None, "static Pod (owned by its Node)"),
+            (True, False, 300, ""),
         ),
         ({**PRIVILEGED_ONLY}, pod("p", "team", privileged=True), None),  # Audit mode
         (
@@ -472,7 +478,7 @@ ENFORCE = {"mode": "Enforce", **PRIVILEGED_ONLY}
         "dry-run-no-grace",
         "daemonset-pod",
         "mirror-pod",
-        "static-pod",
+        "node-owner-is-not-a-static-pod",
         "audit-mode",
         "audit-action",
         "deployment",
@@ -629,7 +635,13 @@ def test_projection_keeps_only_what_the_plan_reads() -> None:
     assert "managedFields" not in projected["metadata"]
     assert projected["metadata"]["annotations"] == {"kubernetes.io/config.mirror": "x"}
     assert projected["metadata"]["ownerReferences"] == [
-        {"kind": "ReplicaSet", "name": "rs", "controller": None}
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "name": "rs",
+            "uid": "u",
+            "controller": None,
+        }
     ]
     assert projected["status"] == {"phase": "Running"}
     # Same verdict from the projection as from the full object.

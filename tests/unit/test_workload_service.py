@@ -317,7 +317,9 @@ async def test_enforce_evicts_only_after_the_grace_period() -> None:
     assert world.gateway.evictions[0].uid == "uid-web"
 
 
-async def test_grace_period_survives_a_restart() -> None:
+async def test_after_a_restart_the_grace_period_counts_from_the_first_review() -> None:
+    """Enforcement state is the operator's memory, seeded conservatively after a restart:
+    never earlier than a full grace period after the new process first saw the Pod."""
     first = World(fakes.policy(mode="Enforce", grace=60))
     body = fakes.privileged(fakes.compliant_pod())
     await first.apply(body)
@@ -326,13 +328,85 @@ async def test_grace_period_survives_a_restart() -> None:
     second.clock.now = first.clock.now
     await second.redeliver(body)
     await second.tick()
-    assert second.gateway.evictions == []
-    await second.tick(15)
-    # The annotation says 13:00:00 (whole seconds): the violation may have begun as late
-    # as 13:00:00.999, so after a restart the grace period ends a second later, never early.
+    await second.tick(59)
     assert second.gateway.evictions == []
     await second.tick(1)
     assert len(second.gateway.evictions) == 1
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        pytest.param("2999-01-01T00:00:00Z", id="future"),
+        pytest.param("0001-01-01T00:00:00Z", id="far-past"),
+        pytest.param("not a time", id="garbage"),
+    ],
+)
+async def test_violation_annotations_are_output_only(since: str) -> None:
+    """Issue 9: a Pod created with the operator's own violations text and a since in
+    year 2999 (or edited to it later) is evicted after the grace period all the same."""
+    world = World(fakes.policy(mode="Enforce", grace=60))
+    body = fakes.privileged(fakes.compliant_pod())
+    body["metadata"]["annotations"] = {ANN: "baseline/privileged(app)!", SINCE: since}
+    await world.apply(body)
+    await world.tick()
+    await world.tick(30)
+    edited = world.current(body)
+    edited["metadata"]["annotations"][SINCE] = "2999-01-01T00:00:00Z"
+    await world.apply(edited)
+    await world.tick(29)
+    assert world.gateway.evictions == []
+    await world.tick(1)
+    assert [r.name for r in world.gateway.evictions] == ["web"]
+
+
+def _ds_owner(**changes: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "name": "d",
+        "uid": "ds-uid",
+        "controller": True,
+        **changes,
+    }
+
+
+@pytest.mark.parametrize(
+    ("owners", "evicted"),
+    [
+        pytest.param([_ds_owner()], False, id="real-daemonset"),
+        pytest.param([_ds_owner(uid="other")], True, id="daemonset-uid-mismatch"),
+        pytest.param([_ds_owner(name="missing")], True, id="daemonset-missing"),
+        pytest.param([_ds_owner(apiVersion="example.com/v1")], True, id="fake-group"),
+        pytest.param([_ds_owner(controller=False)], True, id="not-controller"),
+        pytest.param(
+            [{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "n", "controller": True}],
+            True,
+            id="node-owner-without-mirror-annotation",
+        ),
+    ],
+)
+async def test_protected_owners_are_verified(owners: list[dict[str, Any]], evicted: bool) -> None:
+    world = World(fakes.policy(mode="Enforce", grace=0))
+    world.gateway.daemonsets[("team-a", "d")] = "ds-uid"
+    body = fakes.privileged(fakes.compliant_pod())
+    body["metadata"]["ownerReferences"] = owners
+    await world.apply(body)
+    await world.tick(3600)
+    assert bool(world.gateway.evictions) is evicted
+
+
+async def test_daemonset_lookup_is_remembered() -> None:
+    world = World(fakes.policy(mode="Enforce", grace=0))
+    world.gateway.daemonsets[("team-a", "d")] = "ds-uid"
+    for n in range(5):
+        body = fakes.privileged(fakes.compliant_pod(f"p{n}"))
+        body["metadata"]["ownerReferences"] = [_ds_owner()]
+        await world.apply(body)
+    # Past the wait for the (unwatched here) DaemonSet to show up as the Pods' owner.
+    await world.tick(workloads.OWNER_WAIT.total_seconds() + 1)
+    assert world.gateway.evictions == []
+    assert world.gateway.daemonset_lookups == 1
 
 
 @pytest.mark.parametrize(
@@ -354,10 +428,6 @@ async def test_only_enforce_mode_and_enforce_action_evict(mode: str, action: str
 @pytest.mark.parametrize(
     "tweak",
     [
-        pytest.param(
-            lambda b: b["metadata"].update(ownerReferences=[{"kind": "DaemonSet", "name": "d"}]),
-            id="daemonset",
-        ),
         pytest.param(
             lambda b: b["metadata"].update(annotations={"kubernetes.io/config.mirror": "x"}),
             id="mirror",

@@ -47,6 +47,9 @@ class FakeGateway:
         self.evictions: list[enforcement.ObjectRef] = []
         self.eviction_results: list[enforcement.Eviction] = []
         self.fail_patches = 0
+        # (namespace, name) -> uid of the DaemonSets that exist; lookups made.
+        self.daemonsets: dict[tuple[str, str], str] = {}
+        self.daemonset_lookups = 0
 
     def put(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Store an object as the API server would hold it; returns the stored copy."""
@@ -98,6 +101,10 @@ class FakeGateway:
         if result is enforcement.Eviction.EVICTED:
             self.objects.pop((ref.kind, ref.namespace, ref.name), None)
         return result
+
+    async def daemonset_uid(self, *, namespace: str, name: str) -> str | None:
+        self.daemonset_lookups += 1
+        return self.daemonsets.get((namespace, name))
 
     def reasons(self) -> list[str]:
         return [e.reason for e in self.events]

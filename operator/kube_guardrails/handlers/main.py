@@ -30,7 +30,11 @@ from kube_guardrails.k8s import client as k8s_client
 
 log = logs.get(__name__)
 
-HANDLER_MODULES = ("kube_guardrails.handlers.policies", "kube_guardrails.handlers.namespaces")
+HANDLER_MODULES = (
+    "kube_guardrails.handlers.policies",
+    "kube_guardrails.handlers.namespaces",
+    "kube_guardrails.handlers.admission",
+)
 
 
 def handler_modules(config: guardrails_settings.Settings) -> list[str]:

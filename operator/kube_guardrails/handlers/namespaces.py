@@ -30,7 +30,7 @@ from kube_guardrails import builders
 from kube_guardrails.handlers import main, runtime
 
 
-def _deletion_or_first(type: str | None, memo: kopf.Memo, **_: Any) -> bool:
+def deletion_or_first(type: str | None, memo: kopf.Memo, **_: Any) -> bool:
     """Event-handler filter: deletions, and any event until the work queue has started.
 
     Everything else is the index handlers' job; skipping the call in kopf's filter
@@ -51,7 +51,7 @@ async def namespace_indexed(name: str, body: kopf.Body, memo: kopf.Memo, **_: An
         built.workloads.namespace_seen(name, dict(body.get("metadata", {}).get("labels") or {}))
 
 
-@kopf.on.event("", "v1", "namespaces", id="namespaces-event", when=_deletion_or_first)
+@kopf.on.event("", "v1", "namespaces", id="namespaces-event", when=deletion_or_first)
 async def namespace_event(type: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     main.ensure_started(memo)
     if type == "DELETED":
@@ -87,7 +87,7 @@ def _register(kind: builders.Kind) -> None:
         field="metadata.name",
         value=kind.name,
         id=f"{kind.plural}-event",
-        when=_deletion_or_first,
+        when=deletion_or_first,
     )
     async def object_event(type: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
         main.ensure_started(memo)

@@ -16,11 +16,11 @@ import kopf
 from kube_guardrails import API_GROUP, API_VERSION, KIND, PLURAL, logs
 from kube_guardrails.handlers import main, runtime
 from kube_guardrails.k8s import events
-from kube_guardrails.services import status
+from kube_guardrails.services import admission, status
 
 log = logs.get(__name__)
 
-READY_MESSAGE = "Policy is valid and enforced"
+READY_MESSAGE = admission.READY_MESSAGE
 REASON_INVALID = "PolicyInvalid"
 
 
@@ -45,12 +45,10 @@ async def policy_event(type: str, name: str, body: kopf.Body, memo: kopf.Memo, *
         return
     entry = store.upsert(body)  # a no-op for listeners when the index already saw it
     if entry.error is None:
+        # Not ready while a managed name is taken by an object the policy does not own.
+        ready, reason, message = built.admission.ready(name)
         batcher.set_ready(
-            name,
-            ready=True,
-            reason="Reconciled",
-            message=READY_MESSAGE,
-            observed_generation=entry.generation,
+            name, ready=ready, reason=reason, message=message, observed_generation=entry.generation
         )
         return
     message = str(entry.error)
@@ -82,7 +80,8 @@ async def policy_event(type: str, name: str, body: kopf.Body, memo: kopf.Memo, *
         },
         type="Warning",
         reason=REASON_INVALID,
-        message=f"{message}. The policy is ignored until fixed; other policies are unaffected.",
+        message=f"{message}. The policy is ignored until fixed (its hardening, reviews and "
+        "admission policies are removed); other policies are unaffected.",
         action="Validate",
     )
 

@@ -47,18 +47,29 @@ from typing import Any
 from kube_guardrails import __version__, logs, metrics, violations
 from kube_guardrails import settings as guardrails_settings
 from kube_guardrails.handlers import health
+from kube_guardrails.k8s import admission as k8s_admission
 from kube_guardrails.k8s import client as k8s_client
 from kube_guardrails.k8s import hardening as k8s_hardening
 from kube_guardrails.k8s import leader, watch
 from kube_guardrails.k8s import policies as k8s_policies
 from kube_guardrails.k8s import reports as k8s_reports
 from kube_guardrails.k8s import workloads as k8s_workloads
-from kube_guardrails.services import enforcement, hardening, policies, status, workloads, workqueue
+from kube_guardrails.services import (
+    admission,
+    enforcement,
+    hardening,
+    policies,
+    status,
+    workloads,
+    workqueue,
+)
 from kube_guardrails.services import reports as report_service
 
 log = logs.get(__name__)
 
 RECONCILE_WORKERS = 8
+# Admission objects are per policy (few): two workers are plenty.
+ADMISSION_WORKERS = 2
 # Parallel writes within a reconcile (one per managed kind) and Event posts.
 WRITE_THREADS = 16
 # Threads behind asyncio.to_thread (every API call of the workload side): the default,
@@ -99,6 +110,8 @@ class Runtime:
     hardening: hardening.HardeningService
     queue: workqueue.WorkQueue[str]
     executor: concurrent.futures.ThreadPoolExecutor
+    admission: admission.AdmissionService
+    admission_queue: workqueue.WorkQueue[str]
     telemetry: metrics.Metrics = dataclasses.field(default_factory=metrics.Metrics)
     workloads: workloads.WorkloadService | None = None
     reports: report_service.ReportService | None = None
@@ -189,6 +202,13 @@ class Runtime:
         self.tasks += [
             asyncio.create_task(self.status.run(), name="status-flush"),
             asyncio.create_task(self.queue.run(), name="reconcile-queue"),
+            asyncio.create_task(self.admission_queue.run(), name="admission-queue"),
+            asyncio.create_task(
+                admission.requeue_forever(
+                    service=self.admission, queue=self.admission_queue, status=self.status
+                ),
+                name="admission-timers",
+            ),
             asyncio.create_task(
                 hardening.resync_forever(
                     queue=self.queue, service=self.hardening, interval=self.settings.resync_seconds
@@ -212,6 +232,9 @@ class Runtime:
         if not self.queue.started:
             self.queue.start()
             log.info("caches-synced", namespaces=len(self.inventory.namespace_names()))
+        if not self.admission_queue.started:
+            self.admission_queue.add_many(self.policies.names())
+            self.admission_queue.start()
         if self.workloads is not None:
             self.workloads.source_ready(NAMESPACES)
 
@@ -267,6 +290,13 @@ class Runtime:
                 "statusPending": len(self.status.pending()),
                 "statusRecounts": self.hardening.published,
                 "statusWrites": self.status.writes,
+            },
+            "admission": {
+                "synced": self.admission_queue.started,
+                "busy": self.admission_queue.busy,
+                "reconciled": self.admission_queue.processed,
+                "failed": self.admission_queue.failed,
+                "writes": self.admission.writes,
             },
             "writing": self.writing,
         }
@@ -345,10 +375,24 @@ def build(config: guardrails_settings.Settings, *, workloads_enabled: bool) -> R
     )
     telemetry.track_queue("namespaces", lambda: len(queue))
 
+    admission_service = admission.AdmissionService(
+        gateway=k8s_admission.Gateway(api_client),
+        inventory=admission.Inventory(),
+        policies=store,
+        operator_namespace=config.namespace,
+        clock=utcnow,
+        hardening_conflicts=service.conflicts,
+    )
+    admission_queue: workqueue.WorkQueue[str] = workqueue.WorkQueue(
+        name="admission", process=admission_service.reconcile, workers=ADMISSION_WORKERS
+    )
+
     def on_policy_change(name: str, old: Any, new: Any) -> None:
-        # Roll a policy change out to every namespace it selected or selects now.
+        # Roll a policy change out to every namespace it selected or selects now, and
+        # rebuild its admission policies (also when it became invalid: they go).
         for namespace in service.affected_by_policy(old, new):
             queue.add_threadsafe(namespace)
+        admission_queue.add_threadsafe(name)
 
     store.subscribe(on_policy_change)
     runtime = Runtime(
@@ -360,6 +404,8 @@ def build(config: guardrails_settings.Settings, *, workloads_enabled: bool) -> R
         hardening=service,
         queue=queue,
         executor=executor,
+        admission=admission_service,
+        admission_queue=admission_queue,
         telemetry=telemetry,
     )
     if config.leader_election:

@@ -103,3 +103,22 @@ class Gateway:
 
     def event_names(self, *, reason: str) -> set[str]:
         return events.event_names(self._api, reason=reason)
+
+    def label_namespace(self, name: str, *, key: str, value: str | None) -> dict[str, Any] | None:
+        """Merge-patch one label of a namespace (the readiness label); None if it is gone.
+
+        The only write the operator makes to a namespace (no kopf annotations).
+        """
+        try:
+            return client.request(
+                self._api,
+                "PATCH",
+                f"/api/v1/namespaces/{name}",
+                query={"fieldManager": FIELD_MANAGER},
+                body={"metadata": {"labels": {key: value}}},
+                content_type=client.MERGE_PATCH,
+            )
+        except client.ApiError as e:
+            if e.not_found:
+                return None
+            raise

@@ -88,8 +88,16 @@ def project(obj: Mapping[str, Any], *, api_version: str, kind: str) -> dict[str,
         "uid": meta.get("uid"),
         "labels": dict(meta.get("labels") or {}),
         "annotations": annotations,
+        # apiVersion and uid too: a DaemonSet Pod is spared only for an apps/v1
+        # controller reference with a uid (violations.claimed_daemonset).
         "ownerReferences": [
-            {"kind": r.get("kind"), "name": r.get("name"), "controller": r.get("controller")}
+            {
+                "apiVersion": r.get("apiVersion"),
+                "kind": r.get("kind"),
+                "name": r.get("name"),
+                "uid": r.get("uid"),
+                "controller": r.get("controller"),
+            }
             for r in meta.get("ownerReferences") or []
         ],
     }

@@ -139,6 +139,24 @@ def get(api_client: kubernetes.client.ApiClient, ref: Ref) -> dict[str, Any] | N
     return client.get_or_none(api_client, object_path(ref))
 
 
+def daemonset_uid(
+    api_client: kubernetes.client.ApiClient, *, namespace: str, name: str
+) -> str | None:
+    """The uid of the DaemonSet ``namespace/name`` (one GET), or None if there is none.
+
+    The enforcer asks only when a Pod it is about to evict names a DaemonSet as its
+    controller: that reference is written by whoever created the Pod.
+    """
+    found = client.get_or_none(
+        api_client,
+        client.object_path(
+            api_version="apps/v1", plural="daemonsets", namespace=namespace, name=name
+        ),
+    )
+    uid = ((found or {}).get("metadata") or {}).get("uid")
+    return str(uid) if uid else None
+
+
 class Gateway:
     """The async gateway the workload service and the enforcer are given."""
 
@@ -155,6 +173,9 @@ class Gateway:
 
     async def get(self, ref: Ref) -> dict[str, Any] | None:
         return await asyncio.to_thread(get, self._api, ref)
+
+    async def daemonset_uid(self, *, namespace: str, name: str) -> str | None:
+        return await asyncio.to_thread(daemonset_uid, self._api, namespace=namespace, name=name)
 
     async def post_event(
         self,

@@ -320,7 +320,7 @@ def _admission_action(
     if live is not None and not builders.is_managed(live):
         if want is None:
             return None, ""
-        return "conflict", "exists without the managed-by label; left alone"
+        return "conflict", "exists without an ownerReference to a GuardrailPolicy; left alone"
     if want is None:
         return (None, "") if live is None else ("delete", "no longer needed by the policy")
     if live is None:
@@ -515,6 +515,9 @@ def _review_one(
             operator_namespace=operator_namespace,
         )
         dry_run = pol.workloads.enforcement.dry_run
+        if not isinstance(decision, violations.Never) and violations.claimed_daemonset(body):
+            # The operator looks the DaemonSet up before evicting; plan does not read them.
+            decision = violations.Never(reason="DaemonSet Pod (spared if its DaemonSet exists)")
         if isinstance(decision, violations.Never):
             nsp.evictions.append(
                 Eviction(

@@ -6,16 +6,27 @@ policies that select it and when the violation set was first observed). The enfo
 keeps a small schedule and, from the one background task, asks the pure decision
 (``violations.eviction_decision``) what to do at each due time:
 
-* wait for the grace period (counted from the ``violations-since`` annotation, so it
-  survives restarts) or for room in the policy's per-minute eviction budget;
+* wait for the grace period or for room in the policy's per-minute eviction budget;
 * in ``dryRun``: post one "would evict" Warning Event per Pod and policy, nothing else;
 * otherwise post a ``GuardrailEviction`` Warning Event on the Pod, then ask the API for
   a ``policy/v1`` Eviction. A 429 (a PodDisruptionBudget says not now) is retried with
   exponential backoff, capped; a Pod is never deleted directly, so a PDB is never
   bypassed.
 
-All state is in memory: after a restart the annotations give back the grace period,
-and at worst a dry-run Event is repeated once.
+Enforcement state lives where only the operator writes: in this process's memory.
+The grace period of a (Pod, policy) counts from the moment this process first saw the
+Pod violate an Enforce-action check of that policy, continuously (the failing checks
+may change meanwhile; it starts over only once the Pod has no such violation). The
+``violations``/``violations-since`` annotations are output for developers and are never
+read here: a workload owner can write them (issue 9: a copied annotation with a
+``since`` in year 2999 must not postpone an eviction forever). After a restart (or a
+leader change) the clock starts at the first review: conservative, a violating Pod gets
+at most one extra grace period, never less than one. At worst a dry-run Event is
+repeated once.
+
+Protected owners are verified, not believed: a Pod whose controller reference names an
+``apps/v1`` DaemonSet is spared only if that DaemonSet exists with that uid (one GET
+when the Pod is about to be evicted, remembered for :data:`OWNER_MEMORY`).
 """
 
 from __future__ import annotations
@@ -35,6 +46,8 @@ Key = tuple[str, str, str]  # (kind, namespace, name)
 EventType = Literal["Normal", "Warning"]
 
 REASON_EVICTION = "GuardrailEviction"
+# How long a DaemonSet lookup (exists with that uid, or not) is trusted.
+OWNER_MEMORY = datetime.timedelta(seconds=60)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,15 +104,17 @@ class EvictionGateway(Protocol):
         Returns one of the :class:`Eviction` values.
         """
 
+    async def daemonset_uid(self, *, namespace: str, name: str) -> str | None:
+        """The uid of that DaemonSet, or None when it does not exist; raises on failure."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Subject:
-    """A Pod as last reviewed: what the decision needs."""
+    """A Pod as last reviewed: what the decision needs (the enforcer keeps the times)."""
 
     pod: Mapping[str, Any]
     findings: tuple[planning.AttributedFinding, ...]
     policies: tuple[policy_model.Policy, ...]
-    since: datetime.datetime
 
     @property
     def ref(self) -> ObjectRef:
@@ -139,6 +154,11 @@ class Enforcer:
         self._recent: dict[str, list[datetime.datetime]] = {}
         # (pod uid, policy) already told "would evict": dry run speaks once per Pod.
         self._dry_run_reported: set[tuple[str, str]] = set()
+        # Pod -> (its uid, policy -> when this process first saw it violate an
+        # Enforce-action check of that policy).
+        self._since: dict[Key, tuple[str, dict[str, datetime.datetime]]] = {}
+        # (namespace, name) -> (uid or None, when looked up): verified DaemonSets.
+        self._daemonsets: dict[tuple[str, str], tuple[str | None, datetime.datetime]] = {}
         self.evictions = 0
         self.refusals = 0
 
@@ -147,6 +167,17 @@ class Enforcer:
     def track(self, key: Key, subject: Subject) -> None:
         """Consider this Pod now (or, during a refusal backoff, at its retry time)."""
         now = self._clock()
+        uid = str(subject.pod.get("metadata", {}).get("uid") or "")
+        pols = {p.name: p for p in subject.policies}
+        violating = {
+            f.policy
+            for f in subject.findings
+            if violations.is_enforced(f, policies=pols, kind="Pod")
+        }
+        held_uid, held = self._since.get(key, (uid, {}))
+        if held_uid != uid:  # a new Pod under the same name starts from scratch
+            held = {}
+        self._since[key] = (uid, {name: held.get(name, now) for name in violating})
         cand = self._candidates.get(key)
         if cand is None or cand.subject.pod.get("metadata", {}).get("uid") != subject.pod.get(
             "metadata", {}
@@ -160,12 +191,18 @@ class Enforcer:
     def forget(self, key: Key, *, gone: bool = False) -> None:
         """Stop considering the Pod; ``gone`` when it is deleted (drops its dry-run memory)."""
         cand = self._candidates.pop(key, None)
+        # No Enforce-action violation any more (or gone): the grace clock starts over.
+        self._since.pop(key, None)
         if gone and cand is not None:
             uid = str(cand.subject.pod.get("metadata", {}).get("uid") or "")
             self._dry_run_reported = {e for e in self._dry_run_reported if e[0] != uid}
 
     def forget_uid(self, uid: str) -> None:
         self._dry_run_reported = {e for e in self._dry_run_reported if e[0] != uid}
+
+    def since(self, key: Key, policy: str) -> datetime.datetime | None:
+        """When this process first saw the Pod violate an Enforce check of ``policy``."""
+        return self._since.get(key, ("", {}))[1].get(policy)
 
     def pending(self) -> dict[Key, datetime.datetime]:
         """Due times of the tracked Pods (for tests and diagnostics)."""
@@ -194,7 +231,7 @@ class Enforcer:
                 subject.pod,
                 findings=subject.findings,
                 policy=pol,
-                since=subject.since,
+                since=self._since.get(key, ("", {}))[1].get(pol.name, now),
                 now=now,
                 recent_evictions=self._window(pol.name, now),
                 operator_namespace=self._operator_namespace,
@@ -203,6 +240,10 @@ class Enforcer:
             if (uid, pol.name) not in self._dry_run_reported
         ]
         decision = violations.combine(decisions)
+        if isinstance(decision, violations.Evict):
+            spared = await self._verified_daemonset(subject.pod, now)
+            if spared is not None:
+                decision = violations.Never(reason=spared)
         if isinstance(decision, violations.Never):
             log.debug("eviction-never", pod=key[2], namespace=key[1], reason=decision.reason)
             self._candidates.pop(key, None)
@@ -291,6 +332,35 @@ class Enforcer:
     def _count(self, policy: str, outcome: str) -> None:
         if self._telemetry is not None:
             self._telemetry.eviction(policy=policy, outcome=outcome)
+
+    async def _verified_daemonset(
+        self, pod: Mapping[str, Any], now: datetime.datetime
+    ) -> str | None:
+        """ "DaemonSet Pod" if the Pod's DaemonSet controller really exists, else None.
+
+        A failed lookup raises: the background task retries later, so an outage neither
+        evicts a real DaemonSet Pod nor spares a forged one.
+        """
+        claimed = violations.claimed_daemonset(pod)
+        if claimed is None:
+            return None
+        name, uid = claimed
+        namespace = str(pod.get("metadata", {}).get("namespace") or "")
+        held = self._daemonsets.get((namespace, name))
+        if held is None or now - held[1] >= OWNER_MEMORY:
+            found = await self._gateway.daemonset_uid(namespace=namespace, name=name)
+            held = self._daemonsets[namespace, name] = (found, now)
+            for key in [k for k, v in self._daemonsets.items() if now - v[1] >= OWNER_MEMORY]:
+                del self._daemonsets[key]
+        if held[0] == uid:
+            return "DaemonSet Pod (its DaemonSet exists)"
+        log.info(
+            "daemonset-owner-not-verified",
+            namespace=namespace,
+            pod=pod.get("metadata", {}).get("name"),
+            daemonset=name,
+        )
+        return None
 
     def _window(self, policy: str, now: datetime.datetime) -> Sequence[datetime.datetime]:
         recent = [t for t in self._recent.get(policy, ()) if now - t < violations.RATE_WINDOW]

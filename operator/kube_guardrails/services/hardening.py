@@ -8,8 +8,17 @@ in-memory mirror fed by the watches, so a full resync costs no GETs), asks
 
 - nothing differs: no request at all (start-up and resync included);
 - missing: create; differing: merge-patch; no longer wanted: delete;
-- an object with one of our names but without our ``managed-by`` label belongs to
-  someone else: it is logged and never touched;
+- ownership is the ownerReference to a GuardrailPolicy uid this process has known
+  (:meth:`HardeningService.policy_uids`), never the ``managed-by`` label: removing the
+  label does not take an object out of our hands (it is restored), and an object with
+  one of our names but without such a reference belongs to someone else: it is never
+  touched, the namespace does not count as hardened, and it is reported (a
+  ``HardeningConflict`` Warning Event on the namespace, once per object, and the
+  governing policy's ``Ready`` condition);
+- once the managed objects exist, the namespace gets the readiness label
+  ``kube-guardrails.io/hardened: <governing policy uid>`` (the admission readiness gate
+  refuses Pods until then); it is removed when no policy selects the namespace (or a
+  foreign object stands in the way). That label patch is the only write to a namespace;
 - a namespace being deleted (phase ``Terminating``) is left alone.
 
 Events: ``NamespaceHardened`` (Normal) when a namespace gets its first managed objects,
@@ -35,7 +44,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, Protocol
 
-from kube_guardrails import builders, logs, metrics, planning
+from kube_guardrails import admission, builders, logs, metrics, planning
 from kube_guardrails.k8s import client as k8s_client
 from kube_guardrails.model import policy as policy_model
 from kube_guardrails.services import policies as policy_store
@@ -49,6 +58,9 @@ MANAGED_NAMES = frozenset(k.name for k in builders.MANAGED_KINDS)
 
 REASON_HARDENED = "NamespaceHardened"
 REASON_RESTORED = "HardeningRestored"
+REASON_CONFLICT = "HardeningConflict"
+# The namespace readiness label (see ``admission``): set once the managed objects exist.
+LABEL_HARDENED = admission.LABEL_HARDENED
 # After a restart, a hardened namespace whose newest managed object is younger than this
 # is checked for its NamespaceHardened Event (one GET), in case the previous process died
 # between the create and the post. Older ones were announced long ago (and their Event
@@ -101,6 +113,16 @@ class Gateway(Protocol):
 
     def event_names(self, *, reason: str) -> set[str]:
         """Names of our Events with this reason about namespaces (one LIST)."""
+
+    def label_namespace(self, name: str, *, key: str, value: str | None) -> dict[str, Any] | None:
+        """Set (or with None remove) one label of a namespace; None if it is gone."""
+
+
+def conflict_event_name(ns: NamespaceInfo, kind: builders.Kind, live: Mapping[str, Any]) -> str:
+    """One ``HardeningConflict`` Event per foreign object (by its uid), never repeated."""
+    uid = str((live.get("metadata") or {}).get("uid") or "")
+    digest = hashlib.sha256(f"{ns.uid}/{kind.plural}/{uid}".encode()).hexdigest()[:12]
+    return f"{ns.name}.conflict.{digest}"
 
 
 def hardened_event_name(ns: NamespaceInfo) -> str:
@@ -160,6 +182,7 @@ class Inventory:
         self._lock = threading.Lock()
         self._clock = clock
         self._namespaces: dict[str, NamespaceInfo] = {}
+        self._namespace_versions: dict[str, int] = {}
         self._objects: dict[tuple[str, str], dict[str, Any]] = {}  # (plural, ns) -> object
         # When each entry was last stored: a re-list only drops what it predates.
         self._seen: dict[tuple[str, str], float] = {}
@@ -172,17 +195,29 @@ class Inventory:
         return info
 
     def update_namespace(self, obj: Mapping[str, Any]) -> bool:
-        """Remember a namespace; True if it is new or what hardening depends on changed."""
+        """Remember a namespace; True if it is new or what hardening depends on changed.
+
+        A version older than the one held (a watch event queued before our readiness
+        label patch, whose response was stored here) is ignored: it would make the next
+        reconcile write the label again.
+        """
         info = NamespaceInfo.from_object(obj)
+        version = _resource_version(obj)
         with self._lock:
+            held_version = self._namespace_versions.get(info.name)
+            if version is not None and held_version is not None and version < held_version:
+                return False
             held = self._namespaces.get(info.name)
             self._namespaces[info.name] = info
+            if version is not None:
+                self._namespace_versions[info.name] = version
             self._seen["namespaces", info.name] = self._clock()
         return held != info
 
     def remove_namespace(self, name: str) -> None:
         with self._lock:
             self._namespaces.pop(name, None)
+            self._namespace_versions.pop(name, None)
             for key in [k for k in self._objects if k[1] == name]:
                 del self._objects[key]
 
@@ -256,6 +291,7 @@ class Inventory:
             for name in list(self._namespaces):
                 if name not in listed_ns and self._seen.get(("namespaces", name), 0) < started:
                     del self._namespaces[name]
+                    self._namespace_versions.pop(name, None)
                     removed.append(name)
             plurals = {kind.plural for kind in objects}
             for key in list(self._objects):
@@ -383,11 +419,35 @@ class HardeningService:
         self._applied: dict[tuple[str, str], str] = {}
         # namespace -> (names of the policies selecting it, best first; hardened by the first?)
         self._results: dict[str, tuple[tuple[str, ...], bool]] = {}
+        # namespace -> kinds whose managed name is taken by an object not ours (conflicts).
+        self._foreign: dict[str, tuple[str, ...]] = {}
+        # Every policy uid this process has known (see policy_uids).
+        self._uids_seen: set[str] = set()
+        # HardeningConflict Events posted (by name) by this process: a resync posts none.
+        self._conflicts_reported: set[str] = set()
         self.published = 0  # status recounts pushed (the liveness probe shows it)
 
     @property
     def inventory(self) -> Inventory:
         return self._inventory
+
+    def policy_uids(self) -> frozenset[str]:
+        """The uids of every GuardrailPolicy this process has known (valid or not).
+
+        Ownership: an object owned by one of them is ours. A policy deleted meanwhile
+        still counts, so that its objects are removed or taken over by the next policy
+        at once instead of waiting for the garbage collector (and are not reported as
+        foreign). A uid this process never saw (a forged reference) does not count.
+        """
+        with self._lock:
+            for name in self._policies.names():
+                entry = self._policies.get(name)
+                if entry is not None and entry.uid:
+                    self._uids_seen.add(entry.uid)
+            return frozenset(self._uids_seen)
+
+    def _ours(self, obj: Mapping[str, Any] | None, uids: frozenset[str]) -> bool:
+        return obj is not None and builders.is_managed(obj, policy_uids=uids)
 
     def governing(self, ns: NamespaceInfo) -> policy_model.Policy | None:
         return planning.governing_policy(
@@ -420,7 +480,8 @@ class HardeningService:
         names = tuple(p.name for p in matched)
 
         live_before = {kind: self._inventory.object(kind, namespace) for kind in desired}
-        had_ours = any(obj is not None and builders.is_managed(obj) for obj in live_before.values())
+        uids = self.policy_uids()
+        had_ours = any(self._ours(obj, uids) for obj in live_before.values())
         restored: list[str] = []
         created = False
         first_look = namespace not in self._looked_at
@@ -436,7 +497,7 @@ class HardeningService:
             with self._lock:
                 self._owed[namespace] = policy.name
         try:
-            outcomes = self._each_kind(ns, desired, live_before, result)
+            outcomes = self._each_kind(ns, desired, live_before, result, uids)
         except Exception:
             # Counted as not hardened until a pass succeeds. (Nothing is recorded before
             # a pass: a resync re-checking a hardened namespace must not dip the count.)
@@ -456,6 +517,10 @@ class HardeningService:
         result.hardened = policy is not None and not result.skipped_foreign
         with self._lock:
             self._results[namespace] = (names, result.hardened)
+            if result.skipped_foreign:
+                self._foreign[namespace] = tuple(result.skipped_foreign)
+            else:
+                self._foreign.pop(namespace, None)
         # First look by this process (after a restart, or a take-over by a standby): the
         # previous one may have died between its creates and the post. Also when some of
         # our objects were in place and we completed the rest (it died between creates).
@@ -466,6 +531,7 @@ class HardeningService:
             and (had_ours or not result.writes)
         ):
             self._check_announced(ns, policy.name, desired, live_before)  # failed GET: retried
+        self._mark_ready(ns, policy if result.hardened else None, result)
         with self._lock:
             self._looked_at.add(namespace)
         if restored:
@@ -486,11 +552,7 @@ class HardeningService:
         elif (
             owed is not None
             and policy is not None
-            and any(
-                (obj := self._inventory.object(kind, namespace)) is not None
-                and builders.is_managed(obj)
-                for kind in desired
-            )
+            and any(self._ours(self._inventory.object(kind, namespace), uids) for kind in desired)
         ):
             result.events.append(REASON_HARDENED)
             self._announce(ns, policy.name, desired)
@@ -592,6 +654,7 @@ class HardeningService:
         desired: Mapping[builders.Kind, dict[str, Any] | None],
         live: Mapping[builders.Kind, dict[str, Any] | None],
         result: Result,
+        uids: frozenset[str],
     ) -> list[str]:
         """Reconcile every managed kind; in parallel when an executor is configured.
 
@@ -603,7 +666,7 @@ class HardeningService:
 
         def one(kind: builders.Kind) -> str:
             return self._reconcile_object(
-                kind=kind, ns=ns, want=desired[kind], live=live[kind], result=result
+                kind=kind, ns=ns, want=desired[kind], live=live[kind], result=result, uids=uids
             )
 
         if self._executor is None:
@@ -620,20 +683,13 @@ class HardeningService:
         want: dict[str, Any] | None,
         live: dict[str, Any] | None,
         result: Result,
+        uids: frozenset[str],
     ) -> str:
         """Returns what happened: unchanged, created, restored, updated, deleted, skipped."""
         key = (ns.name, kind.plural)
-        if live is not None and not builders.is_managed(live):
+        if live is not None and not builders.is_managed(live, policy_uids=uids):
             if want is not None:
-                result.skipped_foreign.append(kind.kind)
-                log.warning(
-                    "foreign-object-skipped",
-                    namespace=ns.name,
-                    kind=kind.kind,
-                    name=kind.name,
-                    hint="an object with this name exists without our managed-by label; "
-                    "rename or delete it to let kube-guardrails manage it",
-                )
+                self._foreign_found(ns, kind, live, result)
             return "skipped"
 
         if want is None:
@@ -670,6 +726,54 @@ class HardeningService:
 
     # ------------------------------------------------------------------ writes
 
+    def _foreign_found(
+        self, ns: NamespaceInfo, kind: builders.Kind, live: Mapping[str, Any], result: Result
+    ) -> None:
+        """An object with our name that no existing policy owns: report it, never touch it."""
+        result.skipped_foreign.append(kind.kind)
+        hint = (
+            f"{kind.kind} {kind.name} exists without an ownerReference to a GuardrailPolicy: "
+            "kube-guardrails does not modify it and the namespace is not hardened (Pods are "
+            "refused by the readiness gate) until it is renamed or deleted"
+        )
+        log.warning("foreign-object-skipped", namespace=ns.name, kind=kind.kind, name=kind.name)
+        name = conflict_event_name(ns, kind, live)
+        with self._lock:
+            if name in self._conflicts_reported:
+                return
+            self._conflicts_reported.add(name)
+        result.events.append(REASON_CONFLICT)
+        post = functools.partial(
+            self._gateway.post_event_once,
+            name=name,
+            regarding=ns.reference(),
+            type="Warning",
+            reason=REASON_CONFLICT,
+            message=hint,
+            action="Harden",
+        )
+        if self._executor is None:
+            post()
+        else:
+            self._executor.submit(_logged, post)
+
+    def _mark_ready(
+        self, ns: NamespaceInfo, hardened_by: policy_model.Policy | None, result: Result
+    ) -> None:
+        """The readiness label: the governing policy's uid once hardened, else absent.
+
+        Compared with the label the namespace watch last showed, so it is written once
+        per change (the write-through below keeps a quick second reconcile from
+        writing it again before the watch echoes it).
+        """
+        want = (hardened_by.uid or hardened_by.name) if hardened_by is not None else None
+        if ns.labels.get(LABEL_HARDENED) == want:
+            return
+        result.writes.append(Write("patch", "Namespace", ns.name))
+        patched = self._gateway.label_namespace(ns.name, key=LABEL_HARDENED, value=want)
+        if patched is not None:
+            self._inventory.update_namespace(patched)
+
     def _create(
         self, kind: builders.Kind, namespace: str, want: dict[str, Any], result: Result
     ) -> str:
@@ -686,9 +790,12 @@ class HardeningService:
             if live is None:
                 raise  # deleted again in between: retry later with fresh state
             self._inventory.put_object(kind, live, watched=False)
-            if not builders.is_managed(live):
-                result.skipped_foreign.append(kind.kind)
-                log.warning("foreign-object-skipped", namespace=namespace, kind=kind.kind)
+            if not builders.is_managed(live, policy_uids=self.policy_uids()):
+                ns = self._inventory.namespace(namespace)
+                if ns is not None:
+                    self._foreign_found(ns, kind, live, result)
+                else:
+                    result.skipped_foreign.append(kind.kind)
                 return "skipped"
             if not builders.matches(live, want):
                 self._patch(kind, namespace, live, want, result)
@@ -749,6 +856,7 @@ class HardeningService:
     def _forget(self, namespace: str) -> None:
         with self._lock:
             self._results.pop(namespace, None)
+            self._foreign.pop(namespace, None)
             self._owed.pop(namespace, None)
             self._looked_at.discard(namespace)
             for key in [k for k in self._applied if k[0] == namespace]:
@@ -771,6 +879,17 @@ class HardeningService:
                     matched, done = out[name]
                     out[name] = (matched + 1, done + int(i == 0 and hardened))
         return out
+
+    def conflicts(self, policy: str) -> list[str]:
+        """``namespace/Kind`` of every managed name a foreign object takes, where
+        ``policy`` governs (reported in its Ready condition)."""
+        with self._lock:
+            return sorted(
+                f"{ns}/{kind}"
+                for ns, kinds in self._foreign.items()
+                if (res := self._results.get(ns)) is not None and res[0][:1] == (policy,)
+                for kind in kinds
+            )
 
     def publish_status(self) -> None:
         """Push the namespace counters of every valid policy to the status batcher."""
@@ -840,6 +959,13 @@ async def publish_status_forever(
         # Not before the first full pass: partial counts would be written at start-up.
         if queue.started and queue.drained:
             await asyncio.to_thread(service.publish_status)
+
+
+def _logged(post: Callable[[], None]) -> None:
+    try:
+        post()
+    except Exception as e:  # an Event is auxiliary; the next reconcile does not repeat it
+        log.warning("event-post-failed", error=repr(e)[:300])
 
 
 def reconcile_all(service: HardeningService, names: Iterable[str]) -> list[Result]:

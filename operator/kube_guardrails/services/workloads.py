@@ -91,8 +91,6 @@ REASON_EXEMPTION_EXPIRED = "ExemptionExpired"
 # event queued before our patch can still arrive after it, and must not cause a second
 # write and a duplicate Event.
 WRITE_MEMORY = datetime.timedelta(seconds=60)
-# Resolution of the violations-since annotation (RFC 3339, whole seconds).
-SINCE_RESOLUTION = datetime.timedelta(seconds=1)
 # After a failed annotation write, look again this much later (the event loop is not
 # blocked meanwhile; a newer watch event retries sooner).
 RETRY_AFTER = datetime.timedelta(seconds=10)
@@ -562,20 +560,9 @@ class WorkloadService:
         annotations = meta.get("annotations") or {}
         written = self._written.get(key)
         recorded = violations.annotation_fingerprint(annotations)
+        # Output only: whether to write the since annotation, never when to evict (the
+        # enforcer keeps its own clock; anyone may edit an annotation).
         since = violations.parse_since(annotations)
-        # The annotation has 1 s resolution (truncated): the violation may have begun up
-        # to 1 s after the recorded second, so the grace period counts from the end of
-        # that second unless we hold the exact time we wrote.
-        exact_since = (
-            written.since
-            if written is not None
-            and written.uid == uid
-            and written.since is not None
-            and since is not None
-            and violations.format_time(written.since) == violations.format_time(since)
-            else None
-        )
-        grace_from = exact_since or (since + SINCE_RESOLUTION if since is not None else None)
         desired = violations.fingerprint(items) if items else None
         trusted = (
             written is not None
@@ -613,7 +600,7 @@ class WorkloadService:
 
         if recorded != desired or since is None:
             if trusted and written is not None and written.since is not None:
-                since = grace_from = written.since
+                since = written.since
             else:
                 changed = recorded != desired
                 speaks = changed
@@ -622,7 +609,7 @@ class WorkloadService:
                     if wait:
                         return  # reviewed again when the owner is cached, or at the deadline
                     speaks = owner is None or not self._covered_by(owner, items, matched, now)
-                since = grace_from = now
+                since = now
                 values: dict[str, str | None] = {
                     violations.ANNOTATION_VIOLATIONS: violations.render(items),
                     violations.ANNOTATION_SINCE: violations.format_time(now),
@@ -656,14 +643,13 @@ class WorkloadService:
                         violations=violations.render(items),
                         reported_on="itself" if speaks else "owner",
                     )
-        if key[0] == "Pod" and any(item.enforced for item in items) and grace_from is not None:
+        if key[0] == "Pod" and any(item.enforced for item in items):
             self.enforcer.track(
                 key,
                 enforcement.Subject(
                     pod=self._objects.get(key, body),
                     findings=verdict.findings,
                     policies=tuple(matched),
-                    since=grace_from,
                 ),
             )
             self._poke()  # the background task may be asleep until much later
