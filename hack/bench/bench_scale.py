@@ -96,7 +96,14 @@ def kubectl(*args: str, input: str | None = None) -> str:
 def install(workdir: pathlib.Path) -> pathlib.Path:
     """CRD, namespace, ServiceAccount, RBAC; a kubeconfig with the SA's token."""
     kubectl("apply", "-f", str(ROOT / "operator/kube_guardrails/data/guardrailpolicy-crd.yaml"))
-    for name in ("namespace", "serviceaccount", "clusterrole", "clusterrolebinding"):
+    for name in (
+        "namespace",
+        "serviceaccount",
+        "clusterrole",
+        "clusterrolebinding",
+        "role",  # the leader Lease (leader election is on by default)
+        "rolebinding",
+    ):
         kubectl("apply", "-f", str(ROOT / "manifests" / f"{name}.yaml"))
     kubectl("wait", "--for=condition=Established", f"crd/guardrailpolicies.{API_GROUP}")
     token = kubectl("create", "token", SERVICE_ACCOUNT, "-n", OPERATOR_NS, "--duration=6h").strip()
