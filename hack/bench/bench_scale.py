@@ -194,6 +194,24 @@ def grow(kube: kube_api.Kube, *, namespaces: int, workers: int) -> float:
     return time.monotonic() - started
 
 
+def clear_policies(kube: kube_api.Kube) -> None:
+    """Delete the earlier bench policies and wait until their admission policies are gone.
+
+    A policy's readiness gate refuses Pods in a selected namespace the operator has not
+    labelled yet, and the operator is stopped while the next size's Pods are created.
+    """
+    for old in kube.list(kube_api.policies(), labels=f"{LABEL}=1"):
+        kube.delete(kube_api.policies(old["metadata"]["name"]))
+    wait(
+        lambda: (
+            "kube-guardrails.bench-scale"
+            not in kubectl("get", "validatingadmissionpolicies", "-o", "name")
+        ),
+        timeout=120,
+        poll=1.0,
+    )
+
+
 def apply_policy(kube: kube_api.Kube, name: str) -> None:
     """Only this bench policy selects the bench namespaces (earlier ones are deleted)."""
     for old in kube.list(kube_api.policies(), labels=f"{LABEL}=1"):
@@ -409,6 +427,7 @@ def measure(
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     namespaces = size // PODS_PER_NAMESPACE
+    clear_policies(kube)
     grown = grow(kube, namespaces=namespaces, workers=args.workers)
     total_pods = sum(1 for _ in kube.list(kube_api.pods(None), labels=f"{LABEL}=1"))
     # A new policy name every run: every violating Pod needs its annotation and Event.
