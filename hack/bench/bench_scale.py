@@ -202,6 +202,14 @@ def clear_policies(kube: kube_api.Kube) -> None:
     """
     for old in kube.list(kube_api.policies(), labels=f"{LABEL}=1"):
         kube.delete(kube_api.policies(old["metadata"]["name"]))
+    # Their admission objects go with them (ownerReference); do not wait for the collector.
+    kubectl(
+        "delete",
+        "validatingadmissionpolicies,validatingadmissionpolicybindings",
+        "-l",
+        "app.kubernetes.io/managed-by=kube-guardrails",
+        "--ignore-not-found",
+    )
     wait(
         lambda: (
             "kube-guardrails.bench-scale"
