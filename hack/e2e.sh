@@ -259,6 +259,9 @@ cleanup() {
   if [ "$MODE" = "local" ]; then
     stop_local
     if [ "$status" -ne 0 ] && [ -f "$LOG" ]; then
+      # The tail shows the end of the run; a failure earlier on usually left a warning.
+      say "operator warnings and errors (last 80 of the whole run, $LOG)"
+      grep -E '\[(warning|error|critical) ' "$LOG" | tail -n 80 >&2 || true
       say "operator log (last 100 lines of $LOG)"
       tail -n 100 "$LOG" >&2 || true
     fi

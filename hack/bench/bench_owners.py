@@ -76,8 +76,9 @@ class Gateway:
         reason: str,
         message: str,
         action: str,
-    ) -> None:
+    ) -> bool:
         self.events[regarding.kind] = self.events.get(regarding.kind, 0) + 1
+        return True
 
     async def evict(self, ref: enforcement.ObjectRef) -> str:
         return enforcement.Eviction.EVICTED

@@ -234,8 +234,9 @@ class CountingGateway:
         reason: str,
         message: str,
         action: str,
-    ) -> None:
+    ) -> bool:
         self.events[reason] = self.events.get(reason, 0) + 1
+        return True
 
     async def evict(self, ref: enforcement.ObjectRef) -> str:
         self.evictions += 1

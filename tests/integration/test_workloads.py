@@ -398,6 +398,46 @@ async def test_pdb_refusal_is_retried_never_bypassed(
     assert stored(emulator, "Pod") is not None  # only the API server may remove it
 
 
+async def test_throttled_violation_event_is_retried_not_lost(
+    workloads_on: None,
+    emulator: kmock_support.GuardrailsEmulator,
+    api: Api,
+    operator: Operator,
+) -> None:
+    """kmock on purpose: the Events endpoint answers 429, 503, 429 (API Priority and
+    Fairness throttling under load, a restarting server), then accepts: the violation's
+    Event is posted once, after the retries, never lost and never doubled."""
+    attempts: list[dict[str, Any]] = []
+    posted: list[dict[str, Any]] = []
+    queue = [429, 503, 429]
+
+    def react(request: kmock.Request) -> kmock.Response:
+        attempts.append(copy.deepcopy(request.data))
+        code = queue.pop(0) if queue else 201
+        if code != 201:
+            return kmock.Response(
+                status=code,
+                payload={"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code},
+            )
+        posted.append(copy.deepcopy(request.data))
+        return kmock.Response(status=201, payload=request.data)
+
+    emulator[f"post /api/v1/namespaces/{NS}/events"] << react
+    await setup(api, policy())
+    await ready(operator, "baseline")
+    await create(api, pod(privileged=True))
+    await eventually(lambda: len(posted) >= 1, what="the Event posted after the refusals")
+    assert [e["reason"] for e in posted] == ["GuardrailViolation"]
+    assert len(attempts) == 4
+    # Reviewed again (a label change): the Event is not posted a second time.
+    reviews = operator.memo.runtime.workloads.reviews
+    await api(
+        "PATCH", f"/api/v1/namespaces/{NS}/pods/web", json={"metadata": {"labels": {"x": "y"}}}
+    )
+    await reviewed(operator, reviews)
+    assert [e["reason"] for e in posted] == ["GuardrailViolation"]
+
+
 async def test_dry_run_does_not_evict(
     workloads_on: None,
     emulator: kmock_support.GuardrailsEmulator,

@@ -296,6 +296,43 @@ async def test_failed_write_posts_no_event_and_is_retried() -> None:
     assert world.gateway.reasons() == ["GuardrailViolation"]
 
 
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param("fail_events", id="event-post-throttled"),
+        pytest.param("fail_patches_applied", id="patch-applied-but-answer-lost"),
+    ],
+)
+async def test_violation_event_is_owed_until_posted(fault: str) -> None:
+    """A transient failure never loses the violation's Event, nor posts it twice."""
+    world = World(fakes.policy())
+    setattr(world.gateway, fault, 1)
+    body = fakes.privileged(fakes.compliant_pod())
+    await world.apply(body)
+    assert annotations(world.current(body))[ANN] == "baseline/privileged(app)"
+    assert world.gateway.events == []
+    await world.redeliver(body)  # the watch event of the write (annotation in place)
+    await world.tick(workloads.RETRY_AFTER.total_seconds())
+    assert world.gateway.reasons() == ["GuardrailViolation"]
+    assert world.gateway.events[0].regarding.name == "web"
+    await world.redeliver(body)
+    await world.tick(workloads.RETRY_AFTER.total_seconds() * 2)
+    assert world.gateway.reasons() == ["GuardrailViolation"]
+    assert world.gateway.writes == 1
+
+
+async def test_owed_event_is_dropped_when_the_object_becomes_compliant() -> None:
+    world = World(fakes.policy())
+    world.gateway.fail_events = 1
+    body = fakes.privileged(fakes.compliant_pod())
+    await world.apply(body)
+    fixed = world.current(body)
+    fixed["spec"]["containers"][0]["securityContext"]["privileged"] = False
+    await world.apply(fixed)
+    await world.tick(workloads.RETRY_AFTER.total_seconds())
+    assert world.gateway.reasons() == ["GuardrailCompliant"]
+
+
 # ------------------------------------------------------------------------- Enforce
 
 

@@ -47,6 +47,8 @@ class FakeGateway:
         self.evictions: list[enforcement.ObjectRef] = []
         self.eviction_results: list[enforcement.Eviction] = []
         self.fail_patches = 0
+        self.fail_patches_applied = 0  # applied, but the client saw an error (timeout)
+        self.fail_events = 0
         # (namespace, name) -> uid of the DaemonSets that exist; lookups made.
         self.daemonsets: dict[tuple[str, str], str] = {}
         self.daemonset_lookups = 0
@@ -80,6 +82,9 @@ class FakeGateway:
                 current[k] = v
         if not current:
             del obj["metadata"]["annotations"]
+        if self.fail_patches_applied:
+            self.fail_patches_applied -= 1
+            raise TimeoutError("read timed out")  # written, but the answer was lost
         return copy.deepcopy(obj)
 
     async def post_event(
@@ -90,8 +95,12 @@ class FakeGateway:
         reason: str,
         message: str,
         action: str,
-    ) -> None:
+    ) -> bool:
+        if self.fail_events:
+            self.fail_events -= 1
+            return False  # a retryable failure (throttled, outage), as k8s.events reports it
         self.events.append(Event(regarding, type, reason, message, action))
+        return True
 
     async def evict(self, ref: enforcement.ObjectRef) -> str:
         self.evictions.append(ref)

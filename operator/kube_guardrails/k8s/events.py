@@ -96,8 +96,13 @@ def post_event(
     reason: str,
     message: str,
     action: str,
-) -> None:
-    """Post one Event regarding an object; errors are logged, never raised."""
+) -> bool:
+    """Post one Event regarding an object; errors are logged, never raised.
+
+    Returns False when it was not posted but a later attempt could succeed (outage,
+    throttling, timeout, 5xx), for callers that must not lose the Event; True when it
+    was posted or no retry can help (403 in a terminating namespace, 404, 422).
+    """
     body = build_event(
         regarding=regarding,
         type=type,
@@ -121,8 +126,11 @@ def post_event(
             status=e.status,
             error=e.message[:200],
         )
+        return not e.retryable
     except Exception as e:  # an Event must never break the caller
         log.warning("event-post-failed", reason=reason, error=repr(e)[:200])
+        return False
+    return True
 
 
 def event_path(*, namespace: str | None, name: str | None = None) -> str:

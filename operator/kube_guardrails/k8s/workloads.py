@@ -33,6 +33,9 @@ EVICTED = "evicted"
 BLOCKED = "blocked"
 GONE = "gone"
 FAILED = "failed"
+# Pauses between attempts to post an Event that failed with a retryable error (API
+# Priority and Fairness throttling under load, a restarting API server).
+EVENT_RETRY_DELAYS = (0.5, 1.0, 2.0)
 
 
 class Ref(Protocol):
@@ -185,13 +188,23 @@ class Gateway:
         reason: str,
         message: str,
         action: str,
-    ) -> None:
-        await asyncio.to_thread(
-            events.post_event,
-            self._api,
-            regarding=regarding.as_reference(),
-            type=type,
-            reason=reason,
-            message=message,
-            action=action,
-        )
+    ) -> bool:
+        """Post an Event, retrying a throttled or failed post a few times (a few seconds).
+
+        Returns False when every attempt failed with an error a later retry could fix:
+        the caller keeps the Event owed (``services.workloads``) rather than losing it.
+        """
+        for delay in (*EVENT_RETRY_DELAYS, None):
+            posted = await asyncio.to_thread(
+                events.post_event,
+                self._api,
+                regarding=regarding.as_reference(),
+                type=type,
+                reason=reason,
+                message=message,
+                action=action,
+            )
+            if posted or delay is None:
+                return posted
+            await asyncio.sleep(delay)
+        return False  # not reached: the last delay is None

@@ -95,8 +95,12 @@ class EvictionGateway(Protocol):
 
     async def post_event(
         self, *, regarding: ObjectRef, type: EventType, reason: str, message: str, action: str
-    ) -> None:
-        """Post an Event; never raises (Events are auxiliary)."""
+    ) -> bool:
+        """Post an Event; never raises (Events are auxiliary).
+
+        False when it could not be posted yet but a later attempt could (outage,
+        throttling): the caller may keep it owed.
+        """
 
     async def evict(self, ref: ObjectRef) -> str:
         """Ask for a policy/v1 Eviction of the Pod (uid as precondition); never deletes.

@@ -202,6 +202,11 @@ class WorkloadService:
         self._verdicts: dict[Key, planning.Verdict] = {}
         self._dirty: set[Key] = set()
         self._retry: dict[Key, datetime.datetime] = {}
+        # Violation Events owed: the annotation (with this fingerprint) may be written
+        # but its Event was not posted (the post failed, or the patch failed in a way
+        # that may still have applied it, e.g. a timeout). Posted on a later review
+        # that finds that annotation, so an outage never loses a violation's Event.
+        self._owed_events: dict[Key, str] = {}
         # status.violations bookkeeping: what each object contributes, and the sums.
         self._contributions: dict[Key, dict[str, frozenset[str]]] = {}
         self._counts: dict[str, collections.Counter[str]] = {}
@@ -349,6 +354,7 @@ class WorkloadService:
         self._verdicts.pop(key, None)
         self._dirty.discard(key)
         self._retry.pop(key, None)
+        self._owed_events.pop(key, None)
         waiting = self._waiting_for_namespace.get(key[1])
         if waiting is not None:
             waiting.discard(key)
@@ -572,6 +578,7 @@ class WorkloadService:
         )
         if not items:
             self.enforcer.forget(key)
+            self._owed_events.pop(key, None)
             if recorded is None and since is None:
                 return  # compliant and unannotated: the common case writes nothing
             if trusted:
@@ -598,6 +605,7 @@ class WorkloadService:
                 log.info("workload-compliant", kind=key[0], namespace=key[1], name=key[2])
             return
 
+        assert desired is not None  # items is not empty
         if recorded != desired or since is None:
             if trusted and written is not None and written.since is not None:
                 since = written.since
@@ -616,24 +624,18 @@ class WorkloadService:
                 }
                 if not changed:
                     values = {violations.ANNOTATION_SINCE: violations.format_time(now)}
+                if speaks:
+                    # Owed until posted: a failed patch may still have been applied.
+                    self._owed_events[key] = desired
+                elif changed:
+                    self._owed_events.pop(key, None)
                 patched = await self._patch(
                     key, body, values, fingerprint=desired, since=since, now=now
                 )
                 if not patched:
                     return
                 if speaks:
-                    await self._gateway.post_event(
-                        regarding=ObjectRef.of(body),
-                        type="Warning",
-                        reason=REASON_VIOLATION,
-                        message=violations.violation_message(
-                            verdict.findings,
-                            eviction_note=_eviction_note(
-                                key[0], verdict.findings, items=items, matched=matched
-                            ),
-                        ),
-                        action="Review",
-                    )
+                    await self._post_violation(key, body, verdict, items, matched, now)
                 if changed:
                     log.info(
                         "workload-violations-changed",
@@ -643,6 +645,9 @@ class WorkloadService:
                         violations=violations.render(items),
                         reported_on="itself" if speaks else "owner",
                     )
+        elif self._owed_events.get(key) == desired:
+            # The annotation is in place but its Event was never posted: post it now.
+            await self._post_violation(key, body, verdict, items, matched, now)
         if key[0] == "Pod" and any(item.enforced for item in items):
             self.enforcer.track(
                 key,
@@ -655,6 +660,34 @@ class WorkloadService:
             self._poke()  # the background task may be asleep until much later
         else:
             self.enforcer.forget(key)
+
+    async def _post_violation(
+        self,
+        key: Key,
+        body: Mapping[str, Any],
+        verdict: planning.Verdict,
+        items: tuple[violations.Item, ...],
+        matched: list[policy_model.Policy],
+        now: datetime.datetime,
+    ) -> None:
+        """The Warning Event of a violation set; kept owed (retried) until it is posted."""
+        posted = await self._gateway.post_event(
+            regarding=ObjectRef.of(body),
+            type="Warning",
+            reason=REASON_VIOLATION,
+            message=violations.violation_message(
+                verdict.findings,
+                eviction_note=_eviction_note(
+                    key[0], verdict.findings, items=items, matched=matched
+                ),
+            ),
+            action="Review",
+        )
+        if posted:
+            self._owed_events.pop(key, None)
+        else:
+            log.warning("violation-event-owed", kind=key[0], namespace=key[1], name=key[2])
+            self._retry[key] = now + RETRY_AFTER
 
     async def _patch(
         self,
