@@ -11,19 +11,11 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from kube_guardrails.checks import engine, registry
+from kube_guardrails.checks import activation, engine, registry
 from kube_guardrails.model import policy as policy_model
 from kube_guardrails.model import selectors
 
-
-@dataclasses.dataclass(frozen=True)
-class ActiveCheck:
-    """A check as one policy configures it: action Audit or Enforce, never Off."""
-
-    check: registry.Check
-    action: str
-    severity: registry.Severity
-    params: Mapping[str, Any]
+ActiveCheck = activation.ActiveCheck
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,43 +41,12 @@ class Verdict:
         return tuple(f for f in self.findings if f.action == "Enforce")
 
 
-def level_of(policy: policy_model.Policy) -> registry.Level:
-    return registry.Level(policy.workloads.pod_security)
+level_of = activation.level_of
 
 
 def active_checks(policy: policy_model.Policy) -> list[ActiveCheck]:
-    """The checks a policy runs, with action, severity and parameters resolved.
-
-    Pod Security checks come from ``podSecurity`` (baseline checks at baseline and
-    restricted, restricted checks at restricted only) with their default action;
-    best-practice checks are on with theirs. ``checks.<id>`` overrides either; naming a
-    Pod Security check with an action turns it on even above the policy's level.
-    """
-    return _resolve_active(policy)
-
-
-def _resolve_active(policy: policy_model.Policy) -> list[ActiveCheck]:
-    level = level_of(policy)
-    out: list[ActiveCheck] = []
-    for chk in registry.all_checks():
-        setting = policy.workloads.checks.get(chk.id)
-        if chk.level is None:
-            on_by_level = True
-        elif chk.level is registry.Level.BASELINE:
-            on_by_level = level in (registry.Level.BASELINE, registry.Level.RESTRICTED)
-        else:
-            on_by_level = level is registry.Level.RESTRICTED
-        action = chk.default_action if on_by_level else "Off"
-        if setting is not None and setting.action is not None:
-            action = setting.action
-        if action == "Off":
-            continue
-        severity = chk.severity
-        if setting is not None and setting.severity is not None:
-            severity = registry.Severity.parse(setting.severity)
-        params = dict(setting.params) if setting is not None else {}
-        out.append(ActiveCheck(check=chk, action=action, severity=severity, params=params))
-    return out
+    """The checks a policy runs (``checks.activation.resolve``, shared with admission)."""
+    return activation.resolve(policy)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +75,7 @@ class CompiledPolicy:
 def compile_policy(policy: policy_model.Policy) -> CompiledPolicy:
     """The compiled form of a parsed policy (see :class:`CompiledPolicy`)."""
     level = level_of(policy)
-    active = tuple(_resolve_active(policy))
+    active = tuple(activation.resolve(policy))
     return CompiledPolicy(
         policy=policy,
         level=level,

@@ -73,14 +73,6 @@ POLICIES = [
 ]
 
 
-@pytest.mark.parametrize("spec", POLICIES)
-def test_active_checks_are_planning_s(spec: dict[str, Any]) -> None:
-    pol = parse(spec)
-    mine = [(a.check.id, a.action, dict(a.params)) for a in admission.active_checks(pol)]
-    theirs = [(a.check.id, a.action, dict(a.params)) for a in planning.active_checks(pol)]
-    assert mine == theirs
-
-
 # --------------------------------------------------------------------------- structure
 
 

@@ -43,7 +43,7 @@ from kube_guardrails import (
     OPERATOR_NAMESPACE,
 )
 from kube_guardrails.admission import cel, rules
-from kube_guardrails.checks import registry
+from kube_guardrails.checks import activation, registry
 from kube_guardrails.model import policy as policy_model
 
 ADMISSION_API = "admissionregistration.k8s.io/v1"
@@ -109,39 +109,8 @@ BASE_VARIABLES: tuple[dict[str, str], ...] = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class ActiveCheck:
-    """A check as the policy configures it (the same resolution as planning.active_checks)."""
-
-    check: registry.Check
-    action: str
-    params: Mapping[str, Any]
-
-
-def active_checks(policy: policy_model.Policy) -> list[ActiveCheck]:
-    """The checks the policy runs, with their action and params.
-
-    Restates ``planning._resolve_active`` (this module sits beside planning in the layers
-    and may not import it); ``tests/unit/test_admission_policies.py`` keeps both equal.
-    """
-    level = registry.Level(policy.workloads.pod_security)
-    out: list[ActiveCheck] = []
-    for chk in registry.all_checks():
-        setting = policy.workloads.checks.get(chk.id)
-        if chk.level is None:
-            on = True
-        elif chk.level is registry.Level.BASELINE:
-            on = level in (registry.Level.BASELINE, registry.Level.RESTRICTED)
-        else:
-            on = level is registry.Level.RESTRICTED
-        action = chk.default_action if on else "Off"
-        if setting is not None and setting.action is not None:
-            action = setting.action
-        if action == "Off":
-            continue
-        params = dict(setting.params) if setting is not None else {}
-        out.append(ActiveCheck(check=chk, action=action, params=params))
-    return out
+ActiveCheck = activation.ActiveCheck
+active_checks = activation.resolve  # the same resolution as the engine's (planning)
 
 
 @dataclasses.dataclass(frozen=True)
