@@ -175,7 +175,9 @@ def grow(kube: kube_api.Kube, *, namespaces: int, workers: int) -> float:
 
     def create_pod(args: tuple[str, int]) -> None:
         ns, i = args
-        for attempt in range(5):
+        gated_until = time.monotonic() + 60
+        attempt = 0
+        while True:
             try:
                 kube.create(kube_api.pods(ns), pod(ns, i))
                 return
@@ -183,7 +185,14 @@ def grow(kube: kube_api.Kube, *, namespaces: int, workers: int) -> float:
                 if e.status == 409:
                     return
                 if e.status in (429, 500, 503, 504) and attempt < 4:
-                    time.sleep(0.5 * (attempt + 1))
+                    attempt += 1
+                    time.sleep(0.5 * attempt)
+                    continue
+                # The API server unloads a deleted policy's readiness gate from its
+                # admission cache a moment after the object is gone (clear_policies).
+                gated = e.status == 403 and "namespaceReady" in e.message
+                if gated and time.monotonic() < gated_until:
+                    time.sleep(0.5)
                     continue
                 raise
 
