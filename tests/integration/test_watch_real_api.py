@@ -241,6 +241,32 @@ async def test_a_bookmark_moves_the_resume_version_without_reporting_a_change(
     assert watcher.lists == 1  # resumed, not relisted
 
 
+async def test_a_stream_cut_midway_resumes_from_the_last_event_without_replay(
+    real_api_session: real_api.RealApi,
+    real_namespace: str,
+    recording: RecordingClient,
+    start: Callable[..., tuple[watch.Watcher, View]],
+) -> None:
+    """A connection cut while a watch is open (a load balancer, a proxy): the next watch
+    starts at the last event's version (nothing delivered twice), and at once."""
+    api, ns = real_api_session, real_namespace
+    watcher, view = start()
+    await until(lambda: recording.pod_requests(watching=True), what="the watch")
+    create_pod(api, ns, "before-cut")
+    await until(lambda: "before-cut" in view.pods, what="the ADDED event")
+    version = int(view.pods["before-cut"]["metadata"]["resourceVersion"])
+    watcher._response.shutdown()  # the socket dies under the reading thread
+    [_, resumed, *_] = await until(
+        lambda: recording.pod_requests(watching=True)[1:] and recording.pod_requests(watching=True),
+        what="the watch opened again",
+    )
+    assert int(resumed["resourceVersion"]) >= version
+    create_pod(api, ns, "after-cut")
+    await until(lambda: "after-cut" in view.pods, what="events after the cut")
+    assert view.events == [("ADDED", "before-cut"), ("ADDED", "after-cut")]
+    assert watcher.lists == 1
+
+
 def _shared_control_plane(api: real_api.RealApi) -> tuple[pathlib.Path, pathlib.Path, int]:
     """(state directory, cluster script, etcd client port) of ``../shared/kube``, or skip.
 

@@ -367,6 +367,10 @@ class Watcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._response: Any = None
+        # Where the next watch starts (None: list first), and whether the current one
+        # has received anything (a break after progress is retried at once).
+        self._version: str | None = None
+        self._progressed = False
         # Counters (probe, metrics, benchmarks).
         self.lists = 0
         self.restarts = 0
@@ -394,21 +398,25 @@ class Watcher:
 
     def _run(self) -> None:
         backoff = BACKOFF_START
-        version: str | None = None
         while not self._stop.is_set():
+            self._progressed = False
             try:
-                if version is None:
-                    version = self._list()
-                version = self._watch(version)
+                if self._version is None:
+                    self._version = self._list()
+                self._watch()
                 backoff = BACKOFF_START
             except Expired:
                 log.info("watch-expired-relisting", kind=self.kind.kind)
-                version = None
+                self._version = None
                 self.restarts += 1
                 self._count_restart("expired")
             except Exception as e:  # outage, timeout, bad gateway: back off, resume
                 if self._stop.is_set():
                     break
+                if self._progressed:
+                    # The stream worked before it broke (a load balancer's idle cut, an
+                    # API server rollout): resume at once from the last version seen.
+                    backoff = BACKOFF_START
                 self.restarts += 1
                 self._count_restart("error")
                 if isinstance(e, client.ApiError) and e.method == "WATCH":
@@ -455,12 +463,14 @@ class Watcher:
         self._deliver(self._listed, self.kind.kind, bodies)
         return version
 
-    def _watch(self, version: str) -> str:
-        """One watch request; returns the last resourceVersion seen (bookmarks included)."""
+    def _watch(self) -> None:
+        """One watch request from ``_version``, which follows every event (bookmarks
+        included) as it arrives: a stream that breaks midway resumes where it stopped,
+        without the events it delivered again."""
         query = {
             "watch": "true",
             "allowWatchBookmarks": "true",
-            "resourceVersion": version,
+            "resourceVersion": str(self._version),
             "timeoutSeconds": str(WATCH_TIMEOUT_SECONDS),
         }
         for event in self._stream(query):
@@ -476,15 +486,13 @@ class Watcher:
                     method="WATCH",
                     path=self.kind.path,
                 )
-            new_version = (obj.get("metadata") or {}).get("resourceVersion")
-            if new_version:
-                version = str(new_version)
-            if kind == "BOOKMARK":
-                continue
+            self._progressed = True
             if kind in ("ADDED", "MODIFIED", "DELETED"):
                 self.events += 1
                 self._deliver(self._changed, self.kind.kind, kind, self.kind.project(obj))
-        return version
+            new_version = (obj.get("metadata") or {}).get("resourceVersion")
+            if new_version:
+                self._version = str(new_version)
 
     def _stream(self, query: Mapping[str, str]) -> Iterator[dict[str, Any]]:
         path = self.kind.path + "?" + urllib.parse.urlencode(dict(query))
