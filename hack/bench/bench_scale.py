@@ -458,10 +458,19 @@ def measure(
     op = Operator(kubeconfig=kubeconfig, log=workdir / f"operator-{size}.log", port=args.port)
     try:
         took = wait(
-            lambda: len(audit.annotated_pods(policy)) >= expected,
+            lambda: op.proc.poll() is not None or len(audit.annotated_pods(policy)) >= expected,
             timeout=args.timeout,
             poll=1.0,
         )
+        if op.proc.poll() is not None:
+            # It exited (e.g. leader-lost: no renewal within the renew deadline on a
+            # starved machine); say so instead of waiting out the timeout.
+            result["operator_exit"] = op.proc.returncode
+            print(f"{size:,} Pods: the operator exited with {op.proc.returncode}:", flush=True)
+            for line in op.log_path.read_text().splitlines():
+                if '"level": "error"' in line or '"level": "critical"' in line:
+                    print("   ", line[:300], flush=True)
+            took = None
         result["annotated_s"] = took
         result["annotated"] = len(audit.annotated_pods(policy))
         wait(lambda: op.log_event("workloads-reviewed") is not None, timeout=60)
