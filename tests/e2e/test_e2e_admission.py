@@ -47,6 +47,9 @@ NP_NAME = "kube-guardrails-default-deny"
 ANN = ANNOTATION_PREFIX + "violations"
 SINCE = ANNOTATION_PREFIX + "violations-since"
 READY_LABEL = generated.LABEL_HARDENED
+# The ServiceAccount admission plugin's refusal of a Pod in a namespace whose default
+# ServiceAccount the controller manager has not created yet.
+NO_SERVICE_ACCOUNT = "error looking up service account"
 
 
 # ------------------------------------------------------------------ helpers
@@ -310,9 +313,11 @@ def test_readiness_gate_closes_the_race_in_a_burst_of_namespaces(scenario: Scena
         with lock:
             if answer.ok:
                 admitted[ns] = answer.body
-            else:
+            elif NO_SERVICE_ACCOUNT not in answer.message:
                 assert generated.GATE_CHECK in answer.message, answer.body
                 refusals += 1
+            # else: refused before the gate (the namespace's default ServiceAccount is not
+            # created yet: the controller manager races the burst too); tried again below.
 
     def create_then_pod(_: int) -> str:
         # The Pod right after its namespace, as a deploy pipeline would send them.

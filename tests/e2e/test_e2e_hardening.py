@@ -8,7 +8,6 @@ numbers. Tests wait with a generous timeout for the operator to converge.
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -309,6 +308,30 @@ def _snapshot(scenario: Scenario, policy: Obj, namespaces: list[Obj]) -> dict[st
     return snap
 
 
+def _wait_final_status(scenario: Scenario, policy: Obj, *, namespaces: int) -> None:
+    """Until every field of the policy's status has its final value: valid, at its
+    generation, all namespaces hardened, no violations (there are no workloads).
+
+    Status parts are written in batches, so one part (the namespace counts) can be in
+    place while another (the violation counts) is still pending; a baseline taken then
+    would see that write. With every part final, any later write is a needless one.
+    """
+
+    def final() -> bool:
+        obj = scenario.read_policy(_name(policy))
+        status = obj.get("status") or {}
+        ready = kube_api.condition(obj, "Ready") or {}
+        return (
+            ready.get("status") == "True"
+            and status.get("observedGeneration") == obj["metadata"]["generation"]
+            and status.get("namespaces") == {"matched": namespaces, "hardened": namespaces}
+            and status.get("violations") == {"total": 0, "byCheck": {}}
+            and bool(status.get("lastReconcileTime"))
+        )
+
+    scenario.wait(final, f"the final status of policy {_name(policy)}")
+
+
 def test_resync_with_nothing_to_change_writes_nothing(
     scenario: Scenario, resync_window: float
 ) -> None:
@@ -317,15 +340,7 @@ def test_resync_with_nothing_to_change_writes_nothing(
     for ns in namespaces:
         scenario.wait_hardened(_name(ns), _name(policy))
         scenario.wait_event(ns, e2e_scenario.NAMESPACE_HARDENED)
-    scenario.wait(
-        lambda: (
-            (scenario.read_policy(_name(policy)).get("status") or {}).get("namespaces")
-            == {"matched": 2, "hardened": 2}
-        ),
-        "policy status to count both namespaces",
-    )
-    # Let a batched status write that may still be pending land before the baseline.
-    time.sleep(scenario.env.settings.status_interval_seconds + 1)
+    _wait_final_status(scenario, policy, namespaces=2)
     before = _snapshot(scenario, policy, namespaces)
     harness.hold_for(
         lambda: _snapshot(scenario, policy, namespaces) == before,
@@ -406,14 +421,7 @@ def test_operator_restart_rewrites_nothing(
     for ns in namespaces:
         scenario.wait_hardened(_name(ns), _name(policy))
         scenario.wait_event(ns, e2e_scenario.NAMESPACE_HARDENED)
-    scenario.wait(
-        lambda: (
-            (scenario.read_policy(_name(policy)).get("status") or {}).get("namespaces")
-            == {"matched": 2, "hardened": 2}
-        ),
-        "policy status to count both namespaces",
-    )
-    time.sleep(scenario.env.settings.status_interval_seconds + 1)
+    _wait_final_status(scenario, policy, namespaces=2)
     before = _snapshot(scenario, policy, namespaces)
     restartable.restart_operator()
     harness.hold_for(
