@@ -395,7 +395,10 @@ def test_invalid_policy_is_reported_and_disturbs_nothing(scenario: Scenario) -> 
     assert scenario.hardened(_name(ns), _name(good)) is not None
     fresh = scenario.namespace()
     scenario.wait_hardened(_name(fresh), _name(good))
-    assert scenario.env.operator_alive(), "a bad policy must never bring the operator down"
+    # Waited for, not asserted at once: the e2e_serial tests restart the operator while
+    # this one runs, and it does not answer for a few seconds then. One that crashed on
+    # the bad policy stays down (nothing else restarts it in a plain run).
+    scenario.wait(scenario.env.operator_alive, "the operator live (a bad policy never stops it)")
 
 
 def test_policy_status_counts_matched_and_hardened_namespaces(scenario: Scenario) -> None:
