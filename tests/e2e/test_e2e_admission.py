@@ -442,7 +442,14 @@ def test_object_with_our_name_but_not_ours_is_reported(scenario: Scenario) -> No
     ready = scenario.wait_policy_ready(policy["metadata"]["name"], status="False")
     condition = kube_api.condition(ready, "Ready") or {}
     assert condition.get("reason") == "HardeningConflict" and ns in condition.get("message", "")
-    assert ready["status"]["namespaces"]["hardened"] == 0
+    # The counts are another part of the status, written in a batch of their own.
+    scenario.wait(
+        lambda: (
+            (scenario.read_policy(policy["metadata"]["name"]).get("status") or {}).get("namespaces")
+            == {"matched": 1, "hardened": 0}
+        ),
+        "status.namespaces: 1 matched, 0 hardened",
+    )
     # Never overwritten, and the namespace is not marked ready.
     assert _np(scenario, ns)["spec"]["ingress"] == [{}]
     labels = scenario.kube.get(kube_api.namespaces(ns))["metadata"]["labels"]
