@@ -414,6 +414,21 @@ async def test_a_pod_covered_by_its_owner_gets_no_event_after_a_restart() -> Non
     assert [e.regarding.kind for e in world.gateway.events] == ["Deployment"]
 
 
+async def test_unreadable_events_post_nothing_and_do_not_stop_the_reviews() -> None:
+    """An outage at start-up must not post every recent Event a second time."""
+    world = World(fakes.policy())
+    pods = [fakes.privileged(fakes.compliant_pod(f"p{i}")) for i in range(2)]
+    for pod in pods:
+        await world.apply(pod)
+    world.gateway.fail_event_lists = 1
+    fresh = fakes.privileged(fakes.compliant_pod("fresh"))
+    world.gateway.put(fresh)
+    await world.restart(30, *pods, fresh)
+    assert world.gateway.event_lists == ["team-a"]  # tried once, not once per Pod
+    assert world.gateway.reasons() == ["GuardrailViolation"] * 3  # the new one's only
+    assert ANN in annotations(world.current(fresh))
+
+
 async def test_annotations_older_than_the_window_are_not_looked_up() -> None:
     """Their Events were posted or lost long ago (and Events expire after an hour)."""
     world = World(fakes.policy())

@@ -56,6 +56,7 @@ class FakeGateway:
         # Stamps posted Events (set it to the service's clock); LISTs of Events made.
         self.clock: Callable[[], datetime.datetime] = lambda: T0
         self.event_lists: list[str] = []
+        self.fail_event_lists = 0
 
     def put(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Store an object as the API server would hold it; returns the stored copy."""
@@ -108,6 +109,9 @@ class FakeGateway:
 
     async def event_times(self, *, namespace: str, reason: str) -> dict[str, datetime.datetime]:
         self.event_lists.append(namespace)
+        if self.fail_event_lists:
+            self.fail_event_lists -= 1
+            raise OSError("503 Service Unavailable")
         times: dict[str, datetime.datetime] = {}
         for e in self.events:
             uid = e.regarding.uid

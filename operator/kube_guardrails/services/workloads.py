@@ -218,9 +218,9 @@ class WorkloadService:
         # that may still have applied it, e.g. a timeout). Posted on a later review
         # that finds that annotation, so an outage never loses a violation's Event.
         self._owed_events: dict[Key, str] = {}
-        # First pass only: per namespace, when our violation Events were posted, by uid.
-        self._announced: dict[str, Mapping[str, datetime.datetime]] = {}
-        self._announced_lock = asyncio.Lock()
+        # First pass only: per namespace, the LIST of when our violation Events were
+        # posted, by uid (a task: the reviews in that namespace share one request).
+        self._announced: dict[str, asyncio.Task[Mapping[str, datetime.datetime]]] = {}
         # status.violations bookkeeping: what each object contributes, and the sums.
         self._contributions: dict[Key, dict[str, frozenset[str]]] = {}
         self._counts: dict[str, collections.Counter[str]] = {}
@@ -691,8 +691,9 @@ class WorkloadService:
 
         Asked on the first pass only, for sets this process did not write and that were
         recorded recently, and only of objects that speak for themselves (a Pod covered
-        by its owner never had an Event). One LIST per namespace with such an object;
-        a failed LIST posts nothing (a duplicate is not better than a missing Event).
+        by its owner never had an Event). One LIST per namespace with such an object; a
+        failed LIST posts nothing (an API outage at start-up must not post every recent
+        Event a second time).
         """
         if not self._first_pass or since is None or key in self._written:
             return False
@@ -703,17 +704,16 @@ class WorkloadService:
             if owner is not None and self._covered_by(owner, items, matched, now):
                 return False
         namespace = key[1]
-        async with self._announced_lock:
-            posted = self._announced.get(namespace)
-            if posted is None:
-                try:
-                    posted = await self._gateway.event_times(
-                        namespace=namespace, reason=REASON_VIOLATION
-                    )
-                except Exception as e:
-                    log.warning("violation-events-unreadable", namespace=namespace, error=str(e))
-                    return False
-                self._announced[namespace] = posted
+        listing = self._announced.get(namespace)
+        if listing is None:
+            listing = self._announced[namespace] = asyncio.ensure_future(
+                self._gateway.event_times(namespace=namespace, reason=REASON_VIOLATION)
+            )
+        try:
+            posted = await listing
+        except Exception as e:
+            log.warning("violation-events-unreadable", namespace=namespace, error=str(e))
+            return False
         uid = str((body.get("metadata") or {}).get("uid") or "")
         last = posted.get(uid)
         if last is not None and last >= since:
