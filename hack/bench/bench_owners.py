@@ -54,6 +54,8 @@ class Gateway:
         }
         self.patches: dict[str, int] = {}
         self.events: dict[str, int] = {}
+        # (namespace, uid) -> when its last Event was posted (read back after a restart).
+        self.posted: dict[tuple[str, str], datetime.datetime] = {}
 
     async def patch_annotations(
         self, ref: enforcement.ObjectRef, annotations: Mapping[str, str | None]
@@ -78,7 +80,11 @@ class Gateway:
         action: str,
     ) -> bool:
         self.events[regarding.kind] = self.events.get(regarding.kind, 0) + 1
+        self.posted[(regarding.namespace or "", regarding.uid or "")] = NOW
         return True
+
+    async def event_times(self, *, namespace: str, reason: str) -> dict[str, datetime.datetime]:
+        return {uid: at for (ns, uid), at in self.posted.items() if ns == namespace}
 
     async def evict(self, ref: enforcement.ObjectRef) -> str:
         return enforcement.Eviction.EVICTED

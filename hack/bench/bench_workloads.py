@@ -211,6 +211,8 @@ class CountingGateway:
         self.objects: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         self.patches: dict[str, int] = {}
         self.events: dict[str, int] = {}
+        # (namespace, uid) -> when its last Event was posted (read back after a restart).
+        self.posted: dict[tuple[str, str], datetime.datetime] = {}
         self.evictions = 0
 
     async def patch_annotations(
@@ -236,7 +238,11 @@ class CountingGateway:
         action: str,
     ) -> bool:
         self.events[reason] = self.events.get(reason, 0) + 1
+        self.posted[(regarding.namespace or "", regarding.uid or "")] = NOW
         return True
+
+    async def event_times(self, *, namespace: str, reason: str) -> dict[str, datetime.datetime]:
+        return {uid: at for (ns, uid), at in self.posted.items() if ns == namespace}
 
     async def evict(self, ref: enforcement.ObjectRef) -> str:
         self.evictions += 1

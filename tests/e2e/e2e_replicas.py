@@ -144,6 +144,10 @@ def start_replica(settings: harness.E2ESettings, *, name: str, workdir: pathlib.
         "run",
         "--liveness",
         url,
+        # Its own free port: the default (9095) may be taken by another operator on the
+        # machine, and a replica that cannot serve its metrics does not start.
+        "--metrics-address",
+        f"127.0.0.1:{free_port()}",
         "--status-interval-seconds",
         f"{settings.status_interval_seconds:g}",
         "--log-format",

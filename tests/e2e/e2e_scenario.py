@@ -89,6 +89,7 @@ class Scenario:
         self._namespaces: list[str] = []
         self._policies: list[str] = []
         self._counter = 0
+        self._service_accounts: set[str] = set()
 
     # ------------------------------------------------------------- identities
 
@@ -275,7 +276,24 @@ class Scenario:
     # ------------------------------------------------------------- workloads
 
     def create(self, path: str, body: Mapping[str, Any]) -> Obj:
+        if body.get("kind") == "Pod":
+            self.wait_service_account(str(body["metadata"]["namespace"]))
         return self.kube.create(path, body)
+
+    def wait_service_account(self, namespace: str) -> None:
+        """Until the namespace's ``default`` ServiceAccount exists (once per namespace).
+
+        The controller manager creates it after the namespace, and the API server refuses
+        a Pod without it (its ServiceAccount admission waits a second or two at most);
+        on a loaded machine that can take longer (seen: 7 s).
+        """
+        if namespace in self._service_accounts:
+            return
+        self.wait(
+            lambda: self.kube.get_or_none(kube_api.core(namespace, "serviceaccounts", "default")),
+            f"the default ServiceAccount of namespace {namespace}",
+        )
+        self._service_accounts.add(namespace)
 
     def read(self, obj: Obj) -> Obj | None:
         return self.kube.get_or_none(self_path(obj))

@@ -47,6 +47,9 @@ NP_NAME = "kube-guardrails-default-deny"
 ANN = ANNOTATION_PREFIX + "violations"
 SINCE = ANNOTATION_PREFIX + "violations-since"
 READY_LABEL = generated.LABEL_HARDENED
+# The ServiceAccount admission plugin's refusal of a Pod in a namespace whose default
+# ServiceAccount the controller manager has not created yet.
+NO_SERVICE_ACCOUNT = "error looking up service account"
 
 
 # ------------------------------------------------------------------ helpers
@@ -310,9 +313,11 @@ def test_readiness_gate_closes_the_race_in_a_burst_of_namespaces(scenario: Scena
         with lock:
             if answer.ok:
                 admitted[ns] = answer.body
-            else:
+            elif NO_SERVICE_ACCOUNT not in answer.message:
                 assert generated.GATE_CHECK in answer.message, answer.body
                 refusals += 1
+            # else: refused before the gate (the namespace's default ServiceAccount is not
+            # created yet: the controller manager races the burst too); tried again below.
 
     def create_then_pod(_: int) -> str:
         # The Pod right after its namespace, as a deploy pipeline would send them.
@@ -437,7 +442,14 @@ def test_object_with_our_name_but_not_ours_is_reported(scenario: Scenario) -> No
     ready = scenario.wait_policy_ready(policy["metadata"]["name"], status="False")
     condition = kube_api.condition(ready, "Ready") or {}
     assert condition.get("reason") == "HardeningConflict" and ns in condition.get("message", "")
-    assert ready["status"]["namespaces"]["hardened"] == 0
+    # The counts are another part of the status, written in a batch of their own.
+    scenario.wait(
+        lambda: (
+            (scenario.read_policy(policy["metadata"]["name"]).get("status") or {}).get("namespaces")
+            == {"matched": 1, "hardened": 0}
+        ),
+        "status.namespaces: 1 matched, 0 hardened",
+    )
     # Never overwritten, and the namespace is not marked ready.
     assert _np(scenario, ns)["spec"]["ingress"] == [{}]
     labels = scenario.kube.get(kube_api.namespaces(ns))["metadata"]["labels"]

@@ -198,3 +198,35 @@ def test_a_pod_changed_after_admission_gets_its_own_event(scenario: Scenario) ->
     assert "imageTag" in event["message"]
     assert scenario.annotation(deploy) is None
     assert regarding(violation_events(scenario, ns)) == [f"Pod/{_name(pod)}"]
+
+
+def test_violation_event_lost_to_a_restart_is_posted_by_the_next_process(
+    scenario: Scenario, restartable: e2e_scenario.Env, resync_window: float
+) -> None:
+    """The operator stopped between the annotation patch and the Event post (a restart or
+    a leader take-over in the middle of a review): the next process finds the recent
+    annotation without its Event and posts it, once; the Job's Pod, covered by the Job,
+    still gets none."""
+    scenario.workload_policy()
+    ns = _name(scenario.namespace())
+    image = scenario.env.settings.image
+    job = scenario.create(
+        kube_api.jobs(ns), e2e_scenario.controller("Job", ns, "lost", image, privileged=True)
+    )
+    annotation = scenario.wait_annotated(job)
+    first = scenario.wait_event(job, VIOLATION, type_="Warning")
+    annotated_pods(scenario, ns, "lost", 1)
+    # What a stop right after the patch leaves behind: the annotation, no Event.
+    scenario.kube.delete(kube_api.core(ns, "events", _name(first)))
+    assert violation_events(scenario, ns) == []
+    restartable.restart_operator()
+    event = scenario.wait_event(job, VIOLATION, type_="Warning")
+    assert event["metadata"]["uid"] != first["metadata"]["uid"]
+    assert "securityContext.privileged" in event["message"], event["message"]
+    assert scenario.annotation(job) == annotation
+    harness.hold_for(
+        lambda: regarding(violation_events(scenario, ns)) == ["Job/lost"],
+        duration=resync_window,
+        interval=1.0,
+        what=f"exactly one {VIOLATION} event after the restart, on Job/lost",
+    )

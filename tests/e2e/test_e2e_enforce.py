@@ -317,6 +317,9 @@ def test_only_enforce_mode_with_enforce_action_evicts(
 @pytest.mark.e2e_serial
 def test_exemption_applies_until_it_expires(scenario: Scenario) -> None:
     lifetime = 25.0
+    # The namespace first, ready for Pods: its set-up is not part of the window.
+    ns = _name(scenario.namespace())
+    scenario.wait_service_account(ns)
     # Whole seconds: the CRD's date-time has second precision here.
     expires = float(int(time.time() + lifetime))
     policy = scenario.workload_policy(
@@ -333,7 +336,6 @@ def test_exemption_applies_until_it_expires(scenario: Scenario) -> None:
             }
         }
     )
-    ns = _name(scenario.namespace())
     legacy = _violating_pod(scenario, ns, "legacy", app="legacy")
     sentinel = _violating_pod(scenario, ns, "sentinel", app="sentinel")
     scenario.wait_annotated(sentinel)

@@ -5,6 +5,10 @@ exports ``KUBE_GUARDRAILS_E2E_METRICS_URL``; without it (e.g. the in-cluster mod
 a port-forward) these tests skip with the reason. Counters are shared by every test that
 runs at the same time, so they are compared as "grew by at least"; per-policy and
 per-namespace gauges belong to this test alone and are compared exactly.
+
+The tests are ``e2e_serial``: the metrics live in the operator's memory and on its port,
+so an operator restart by another test (counters back to zero, the port closed for a few
+seconds) must not fall between two scrapes.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from prometheus_client import parser
 
 from kube_guardrails import __version__, reports
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_serial]
 
 Scenario = e2e_scenario.Scenario
 Obj = kube_api.Obj

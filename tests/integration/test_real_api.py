@@ -11,6 +11,8 @@ cluster is configured (``real_api.connect``).
 
 from __future__ import annotations
 
+import datetime
+import functools
 import uuid
 from typing import Any
 
@@ -171,6 +173,48 @@ async def test_annotation_patch_is_owned_by_the_operator_and_guarded_by_uid(
 
     gone = _ref_with_uid(real_namespace, "nope", None)
     assert await gateway.patch_annotations(gone, {ANN: None}) is None
+
+
+async def test_violation_event_times_are_read_back_by_the_uid_they_regard(
+    real_api_session: RealApi, real_namespace: str
+) -> None:
+    """What a new leader reads to find the Events its predecessor posted: only ours, of
+    the reason asked, by the uid of the object they regard, the newest time of each."""
+    api = real_api_session
+    pod = _create_pod(api, real_namespace, "web")
+    other = _create_pod(api, real_namespace, "other")
+    gateway = k8s_workloads.Gateway(api.api_client)
+    before = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    ref = enforcement.ObjectRef.of(pod)
+    post = functools.partial(gateway.post_event, type="Warning", message="m", action="Review")
+    assert await post(regarding=ref, reason="GuardrailViolation")
+    assert await post(regarding=enforcement.ObjectRef.of(other), reason="GuardrailCompliant")
+    after = datetime.datetime.now(datetime.UTC)
+    # An older one of ours, and one of another tool (no managed-by label), both about web.
+    for labels, stamp in (
+        ({"app.kubernetes.io/managed-by": "kube-guardrails"}, "2020-01-01T00:00:00Z"),
+        ({}, "2099-01-01T00:00:00Z"),
+    ):
+        api.request(
+            "POST",
+            f"/api/v1/namespaces/{real_namespace}/events",
+            body={
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"generateName": "web.", "labels": labels},
+                "involvedObject": ref.as_reference(),
+                "reason": "GuardrailViolation",
+                "message": "m",
+                "type": "Warning",
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "count": 1,
+                "source": {"component": "someone"},
+            },
+        )
+    times = await gateway.event_times(namespace=real_namespace, reason="GuardrailViolation")
+    assert set(times) == {pod["metadata"]["uid"]}
+    assert before <= times[pod["metadata"]["uid"]] <= after
 
 
 def _policy(api: RealApi, name: str, spec: dict[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,26 @@ class World:
         )
         self.store.subscribe(self.service.policy_changed)
         self.service.namespace_seen("team-a", {"team": "a"})
+        self.gateway.clock = self.clock
+
+    async def restart(self, after: float, *bodies: Mapping[str, Any]) -> workloads.WorkloadService:
+        """A new process ``after`` seconds later: lists ``bodies`` as the API holds them
+        now and runs its first full pass (in-memory state such as owed Events is gone)."""
+        self.clock.advance(after)
+        service = workloads.WorkloadService(
+            gateway=self.gateway,
+            policies=self.store,
+            status=self.status,
+            operator_namespace="kube-guardrails-system",
+            clock=self.clock,
+            wait_for=("listed",),
+        )
+        service.namespace_seen("team-a", {"team": "a"})
+        for kind in sorted({b["kind"] for b in bodies}):
+            service.listed(kind, [self.current(b) for b in bodies if b["kind"] == kind])
+        service.source_ready("listed")
+        await service.run_due()
+        return service
 
     async def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create or replace the object and deliver the watch event; returns it as stored."""
@@ -319,6 +339,106 @@ async def test_violation_event_is_owed_until_posted(fault: str) -> None:
     await world.tick(workloads.RETRY_AFTER.total_seconds() * 2)
     assert world.gateway.reasons() == ["GuardrailViolation"]
     assert world.gateway.writes == 1
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: fakes.privileged(fakes.compliant_pod()), id="pod"),
+        pytest.param(lambda: fakes.privileged(fakes.deployment()), id="deployment"),
+    ],
+)
+async def test_event_the_previous_process_never_posted_is_posted_after_a_restart(
+    make: Any,
+) -> None:
+    """Stopped or killed between the annotation patch and the Event post: the next
+    process (or the new leader) finds the recent annotation without its Event."""
+    world = World(fakes.policy())
+    world.gateway.fail_events = 1  # the post that the stop cut off
+    body = make()
+    await world.apply(body)
+    assert ANN in annotations(world.current(body))
+    assert world.gateway.events == []
+    await world.restart(30, body)
+    assert world.gateway.reasons() == ["GuardrailViolation"]
+    assert world.gateway.event_lists == ["team-a"]
+    assert world.gateway.writes == 1  # the annotation is not written again
+    await world.restart(30, body)  # and the next restart finds it posted
+    assert world.gateway.reasons() == ["GuardrailViolation"]
+
+
+async def test_restart_finds_the_event_posted_and_posts_nothing() -> None:
+    world = World(fakes.policy())
+    pods = [fakes.privileged(fakes.compliant_pod(f"p{i}")) for i in range(3)]
+    for pod in pods:
+        await world.apply(pod)
+    await world.restart(60, *pods)
+    assert world.gateway.reasons() == ["GuardrailViolation"] * 3
+    assert world.gateway.event_lists == ["team-a"]  # one LIST for the namespace
+    assert world.gateway.writes == 3
+
+
+async def test_an_event_of_an_earlier_violation_set_does_not_count() -> None:
+    world = World(fakes.policy())
+    body = fakes.privileged(fakes.compliant_pod())
+    await world.apply(body)
+    world.clock.advance(5)
+    world.gateway.fail_events = 1  # the Event of the new set is cut off
+    changed = world.current(body)
+    changed["spec"]["hostNetwork"] = True
+    await world.apply(changed)
+    assert "hostNamespaces" in annotations(world.current(body))[ANN]
+    assert world.gateway.reasons() == ["GuardrailViolation"]
+    await world.restart(10, body)
+    assert world.gateway.reasons() == ["GuardrailViolation"] * 2
+
+
+async def test_a_pod_covered_by_its_owner_gets_no_event_after_a_restart() -> None:
+    world = World(fakes.policy())
+    deploy = fakes.privileged(fakes.deployment())
+    pod = fakes.privileged(fakes.compliant_pod("web-1"))
+    pod["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": "web",
+            "uid": deploy["metadata"]["uid"],
+            "controller": True,
+        }
+    ]
+    await world.apply(deploy)
+    await world.apply(pod)
+    assert ANN in annotations(world.current(pod))
+    assert [e.regarding.kind for e in world.gateway.events] == ["Deployment"]
+    await world.restart(30, deploy, pod)
+    assert [e.regarding.kind for e in world.gateway.events] == ["Deployment"]
+
+
+async def test_unreadable_events_post_nothing_and_do_not_stop_the_reviews() -> None:
+    """An outage at start-up must not post every recent Event a second time."""
+    world = World(fakes.policy())
+    pods = [fakes.privileged(fakes.compliant_pod(f"p{i}")) for i in range(2)]
+    for pod in pods:
+        await world.apply(pod)
+    world.gateway.fail_event_lists = 1
+    fresh = fakes.privileged(fakes.compliant_pod("fresh"))
+    world.gateway.put(fresh)
+    await world.restart(30, *pods, fresh)
+    assert world.gateway.event_lists == ["team-a"]  # tried once, not once per Pod
+    assert world.gateway.reasons() == ["GuardrailViolation"] * 3  # the new one's only
+    assert ANN in annotations(world.current(fresh))
+
+
+async def test_annotations_older_than_the_window_are_not_looked_up() -> None:
+    """Their Events were posted or lost long ago (and Events expire after an hour)."""
+    world = World(fakes.policy())
+    world.gateway.fail_events = 1
+    body = fakes.privileged(fakes.compliant_pod())
+    await world.apply(body)
+    window = workloads.ANNOUNCE_CHECK_WINDOW.total_seconds()
+    await world.restart(window + 1, body)
+    assert world.gateway.events == []
+    assert world.gateway.event_lists == []
 
 
 async def test_owed_event_is_dropped_when_the_object_becomes_compliant() -> None:

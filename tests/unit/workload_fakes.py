@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kube_guardrails.services import enforcement
@@ -37,6 +37,7 @@ class Event:
     reason: str
     message: str
     action: str
+    at: datetime.datetime = T0  # lastTimestamp: the gateway's clock when posted
 
 
 class FakeGateway:
@@ -52,6 +53,10 @@ class FakeGateway:
         # (namespace, name) -> uid of the DaemonSets that exist; lookups made.
         self.daemonsets: dict[tuple[str, str], str] = {}
         self.daemonset_lookups = 0
+        # Stamps posted Events (set it to the service's clock); LISTs of Events made.
+        self.clock: Callable[[], datetime.datetime] = lambda: T0
+        self.event_lists: list[str] = []
+        self.fail_event_lists = 0
 
     def put(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Store an object as the API server would hold it; returns the stored copy."""
@@ -99,8 +104,20 @@ class FakeGateway:
         if self.fail_events:
             self.fail_events -= 1
             return False  # a retryable failure (throttled, outage), as k8s.events reports it
-        self.events.append(Event(regarding, type, reason, message, action))
+        self.events.append(Event(regarding, type, reason, message, action, self.clock()))
         return True
+
+    async def event_times(self, *, namespace: str, reason: str) -> dict[str, datetime.datetime]:
+        self.event_lists.append(namespace)
+        if self.fail_event_lists:
+            self.fail_event_lists -= 1
+            raise OSError("503 Service Unavailable")
+        times: dict[str, datetime.datetime] = {}
+        for e in self.events:
+            uid = e.regarding.uid
+            if e.reason == reason and e.regarding.namespace == namespace and uid:
+                times[uid] = max(times.get(uid, e.at), e.at)
+        return times
 
     async def evict(self, ref: enforcement.ObjectRef) -> str:
         self.evictions.append(ref)

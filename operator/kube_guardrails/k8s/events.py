@@ -194,3 +194,39 @@ def event_names(api_client: kubernetes.client.ApiClient, *, reason: str) -> set[
         for item in found.get("items") or ()
         if isinstance(item, dict)
     }
+
+
+def event_times(
+    api_client: kubernetes.client.ApiClient, *, namespace: str, reason: str
+) -> dict[str, datetime.datetime]:
+    """When our Events with this reason in a namespace were last posted, by the uid of
+    the object they regard (one LIST).
+
+    Their ``lastTimestamp`` is the poster's clock (``build_event``), the clock the
+    operator also stamps its annotations with; an Event without one counts from its
+    creation.
+    """
+    found = client.request(
+        api_client,
+        "GET",
+        event_path(namespace=namespace),
+        query={
+            "fieldSelector": f"reason={reason}",
+            "labelSelector": f"app.kubernetes.io/managed-by={MANAGED_BY_VALUE}",
+        },
+    )
+    times: dict[str, datetime.datetime] = {}
+    for item in found.get("items") or ():
+        if not isinstance(item, dict):
+            continue
+        uid = str((item.get("involvedObject") or {}).get("uid") or "")
+        stamp = item.get("lastTimestamp") or (item.get("metadata") or {}).get("creationTimestamp")
+        if not uid or not stamp:
+            continue
+        try:
+            when = datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if uid not in times or when > times[uid]:
+            times[uid] = when
+    return times

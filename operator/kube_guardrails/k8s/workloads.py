@@ -16,6 +16,7 @@ event loop keeps serving watches while a request waits on the API server.
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
@@ -179,6 +180,11 @@ class Gateway:
 
     async def daemonset_uid(self, *, namespace: str, name: str) -> str | None:
         return await asyncio.to_thread(daemonset_uid, self._api, namespace=namespace, name=name)
+
+    async def event_times(self, *, namespace: str, reason: str) -> dict[str, datetime.datetime]:
+        return await asyncio.to_thread(
+            events.event_times, self._api, namespace=namespace, reason=reason
+        )
 
     async def post_event(
         self,

@@ -14,7 +14,8 @@ and CronJobs (:data:`KINDS`).
    patch of two annotations and at most ONE Event (Warning ``GuardrailViolation`` with
    the findings and hints, or Normal ``GuardrailCompliant`` when the last violation
    went). A compliant object without our annotation gets no write at all, and a resync
-   or a restart that sees the same set writes nothing;
+   or a restart that sees the same set writes nothing (but the Event of a recent set
+   that the previous process never posted: :data:`ANNOUNCE_CHECK_WINDOW`);
 3. one Event per top-level owner and change: a Pod managed by a reviewed controller
    (through ``ownerReferences`` with ``controller: true``: Pod -> ReplicaSet ->
    Deployment, Pod -> Job -> CronJob, Pod -> StatefulSet or DaemonSet) carries the
@@ -108,6 +109,12 @@ REVIEW_CONCURRENCY = 64
 OWNER_WAIT = datetime.timedelta(seconds=10)
 # Pod -> ReplicaSet -> Deployment, Pod -> Job -> CronJob: two links at most.
 MAX_OWNER_DEPTH = 2
+# The first pass after this replica starts writing looks for the Event of every
+# violation set recorded this recently by someone else: the previous process may have
+# been stopped or killed between the annotation patch and the Event post (what it still
+# owed was in its memory only). Older sets are not looked up (their Events were posted
+# or lost long ago, and the API server keeps Events for an hour only).
+ANNOUNCE_CHECK_WINDOW = datetime.timedelta(minutes=10)
 
 
 class Gateway(enforcement.EvictionGateway, Protocol):
@@ -121,6 +128,10 @@ class Gateway(enforcement.EvictionGateway, Protocol):
         Returns the object as patched, or None when it does not exist any more;
         raises on any other failure (the review is then retried later).
         """
+
+    async def event_times(self, *, namespace: str, reason: str) -> Mapping[str, datetime.datetime]:
+        """When our Events with ``reason`` in the namespace were last posted, by the uid
+        of the object they regard (one LIST); raises when the LIST fails."""
 
 
 class ReportSink(Protocol):
@@ -207,6 +218,9 @@ class WorkloadService:
         # that may still have applied it, e.g. a timeout). Posted on a later review
         # that finds that annotation, so an outage never loses a violation's Event.
         self._owed_events: dict[Key, str] = {}
+        # First pass only: per namespace, the LIST of when our violation Events were
+        # posted, by uid (a task: the reviews in that namespace share one request).
+        self._announced: dict[str, asyncio.Task[Mapping[str, datetime.datetime]]] = {}
         # status.violations bookkeeping: what each object contributes, and the sums.
         self._contributions: dict[Key, dict[str, frozenset[str]]] = {}
         self._counts: dict[str, collections.Counter[str]] = {}
@@ -468,6 +482,7 @@ class WorkloadService:
         self._owner_items.clear()  # a per-pass memo: owners change between passes
         if self._first_pass:
             self._first_pass = False
+            self._announced.clear()
             log.info("workloads-reviewed", objects=len(self._objects), writes=self.writes)
         self._flush_status()
         next_enforcement = await self.enforcer.run_due()
@@ -645,7 +660,9 @@ class WorkloadService:
                         violations=violations.render(items),
                         reported_on="itself" if speaks else "owner",
                     )
-        elif self._owed_events.get(key) == desired:
+        elif self._owed_events.get(key) == desired or await self._unannounced(
+            key, body, items, matched, since, now
+        ):
             # The annotation is in place but its Event was never posted: post it now.
             await self._post_violation(key, body, verdict, items, matched, now)
         if key[0] == "Pod" and any(item.enforced for item in items):
@@ -660,6 +677,49 @@ class WorkloadService:
             self._poke()  # the background task may be asleep until much later
         else:
             self.enforcer.forget(key)
+
+    async def _unannounced(
+        self,
+        key: Key,
+        body: Mapping[str, Any],
+        items: tuple[violations.Item, ...],
+        matched: list[policy_model.Policy],
+        since: datetime.datetime | None,
+        now: datetime.datetime,
+    ) -> bool:
+        """Is the Event of an annotation found in place missing (see ANNOUNCE_CHECK_WINDOW)?
+
+        Asked on the first pass only, for sets this process did not write and that were
+        recorded recently, and only of objects that speak for themselves (a Pod covered
+        by its owner never had an Event). One LIST per namespace with such an object; a
+        failed LIST posts nothing (an API outage at start-up must not post every recent
+        Event a second time).
+        """
+        if not self._first_pass or since is None or key in self._written:
+            return False
+        if now - since > ANNOUNCE_CHECK_WINDOW:
+            return False
+        if key[0] == "Pod":
+            owner, _ = self._top_owner(key, body, now, wait=False)
+            if owner is not None and self._covered_by(owner, items, matched, now):
+                return False
+        namespace = key[1]
+        listing = self._announced.get(namespace)
+        if listing is None:
+            listing = self._announced[namespace] = asyncio.ensure_future(
+                self._gateway.event_times(namespace=namespace, reason=REASON_VIOLATION)
+            )
+        try:
+            posted = await listing
+        except Exception as e:
+            log.warning("violation-events-unreadable", namespace=namespace, error=str(e))
+            return False
+        uid = str((body.get("metadata") or {}).get("uid") or "")
+        last = posted.get(uid)
+        if last is not None and last >= since:
+            return False
+        log.info("violation-event-missing", kind=key[0], namespace=namespace, name=key[2])
+        return True
 
     async def _post_violation(
         self,
