@@ -67,11 +67,17 @@ from kube_guardrails.services import reports as report_service
 
 log = logs.get(__name__)
 
-RECONCILE_WORKERS = 8
+# Namespaces reconciled at once. A reconcile is mostly waiting on the API server (its
+# managed objects' writes in one round trip, then the readiness label in a second), so
+# a burst of new namespaces is hardened about as fast as requests can be in flight: at
+# 8, a burst of 200 waited in this queue (p99 2.5-2.8x the bare controller of
+# hack/bench/bench_e2e_hardening.py); at 32, within 1.5x.
+RECONCILE_WORKERS = 32
 # Admission objects are per policy (few): two workers are plenty.
 ADMISSION_WORKERS = 2
-# Parallel writes within a reconcile (one per managed kind) and Event posts.
-WRITE_THREADS = 16
+# Parallel writes within a reconcile (one per managed kind) and Event posts: two per
+# reconcile worker in flight.
+WRITE_THREADS = 2 * RECONCILE_WORKERS
 # Threads behind asyncio.to_thread (every API call of the workload side): the default,
 # min(32, cores + 4), would cap a burst of reviews at 6 requests in flight on 2 cores.
 API_THREADS = 64
