@@ -180,20 +180,26 @@ def post_event_once(
 
 def event_names(api_client: kubernetes.client.ApiClient, *, reason: str) -> set[str]:
     """Names of our Events with this reason about cluster-scoped objects (one LIST)."""
+    return {
+        str((item.get("metadata") or {}).get("name"))
+        for item in _list_ours(api_client, namespace=None, reason=reason)
+    }
+
+
+def _list_ours(
+    api_client: kubernetes.client.ApiClient, *, namespace: str | None, reason: str
+) -> list[dict[str, Any]]:
+    """Our Events (managed-by label) with this reason in a namespace, in one LIST."""
     found = client.request(
         api_client,
         "GET",
-        event_path(namespace=None),
+        event_path(namespace=namespace),
         query={
             "fieldSelector": f"reason={reason}",
             "labelSelector": f"app.kubernetes.io/managed-by={MANAGED_BY_VALUE}",
         },
     )
-    return {
-        str((item.get("metadata") or {}).get("name"))
-        for item in found.get("items") or ()
-        if isinstance(item, dict)
-    }
+    return [item for item in found.get("items") or () if isinstance(item, dict)]
 
 
 def event_times(
@@ -206,19 +212,8 @@ def event_times(
     operator also stamps its annotations with; an Event without one counts from its
     creation.
     """
-    found = client.request(
-        api_client,
-        "GET",
-        event_path(namespace=namespace),
-        query={
-            "fieldSelector": f"reason={reason}",
-            "labelSelector": f"app.kubernetes.io/managed-by={MANAGED_BY_VALUE}",
-        },
-    )
     times: dict[str, datetime.datetime] = {}
-    for item in found.get("items") or ():
-        if not isinstance(item, dict):
-            continue
+    for item in _list_ours(api_client, namespace=namespace, reason=reason):
         uid = str((item.get("involvedObject") or {}).get("uid") or "")
         stamp = item.get("lastTimestamp") or (item.get("metadata") or {}).get("creationTimestamp")
         if not uid or not stamp:
