@@ -22,6 +22,7 @@ from real_api import RealApi
 
 from kube_guardrails import API_GROUP, API_VERSION, KIND, PLURAL, builders, violations
 from kube_guardrails.k8s import client as k8s_client
+from kube_guardrails.k8s import events
 from kube_guardrails.k8s import hardening as k8s_hardening
 from kube_guardrails.k8s import workloads as k8s_workloads
 from kube_guardrails.model import policy as policy_model
@@ -175,11 +176,14 @@ async def test_annotation_patch_is_owned_by_the_operator_and_guarded_by_uid(
     assert await gateway.patch_annotations(gone, {ANN: None}) is None
 
 
+@pytest.mark.parametrize("page", [500, 1], ids=["one-page", "page-per-event"])
 async def test_violation_event_times_are_read_back_by_the_uid_they_regard(
-    real_api_session: RealApi, real_namespace: str
+    real_api_session: RealApi, real_namespace: str, page: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What a new leader reads to find the Events its predecessor posted: only ours, of
-    the reason asked, by the uid of the object they regard, the newest time of each."""
+    the reason asked, by the uid of the object they regard, the newest time of each (also
+    when the LIST comes in pages: the API server's ``limit``/``continue``)."""
+    monkeypatch.setattr(events, "LIST_PAGE", page)
     api = real_api_session
     pod = _create_pod(api, real_namespace, "web")
     other = _create_pod(api, real_namespace, "other")

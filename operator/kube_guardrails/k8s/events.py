@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import kubernetes.client
@@ -25,6 +25,7 @@ from kube_guardrails import MANAGED_BY_VALUE, logs
 from kube_guardrails.k8s import client
 
 MAX_MESSAGE = 1024
+LIST_PAGE = 500
 CLUSTER_EVENTS_NAMESPACE = "default"
 
 log = logs.get(__name__)
@@ -188,18 +189,23 @@ def event_names(api_client: kubernetes.client.ApiClient, *, reason: str) -> set[
 
 def _list_ours(
     api_client: kubernetes.client.ApiClient, *, namespace: str | None, reason: str
-) -> list[dict[str, Any]]:
-    """Our Events (managed-by label) with this reason in a namespace, in one LIST."""
-    found = client.request(
-        api_client,
-        "GET",
-        event_path(namespace=namespace),
-        query={
+) -> Iterator[dict[str, Any]]:
+    """Our Events (managed-by label) with this reason in a namespace: one LIST, in pages
+    (a namespace with a flood of Events must not be held in memory at once)."""
+    token = ""
+    while True:
+        query = {
             "fieldSelector": f"reason={reason}",
             "labelSelector": f"app.kubernetes.io/managed-by={MANAGED_BY_VALUE}",
-        },
-    )
-    return [item for item in found.get("items") or () if isinstance(item, dict)]
+            "limit": str(LIST_PAGE),
+        }
+        if token:
+            query["continue"] = token
+        found = client.request(api_client, "GET", event_path(namespace=namespace), query=query)
+        yield from (item for item in found.get("items") or () if isinstance(item, dict))
+        token = str((found.get("metadata") or {}).get("continue") or "")
+        if not token:
+            return
 
 
 def event_times(
