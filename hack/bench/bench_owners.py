@@ -34,9 +34,11 @@ import tracemalloc
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import bench_workloads
+
 from kube_guardrails import logs
 from kube_guardrails.k8s import watch
-from kube_guardrails.services import enforcement, policies, workloads
+from kube_guardrails.services import policies, workloads
 
 NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.UTC)
 PROJECT = {k.kind: k.project for k in watch.KINDS}
@@ -44,50 +46,14 @@ NAMESPACES = 100
 BEST_PRACTICES = ("resources", "probes", "imageTag", "imageRegistry", "readOnlyRootFilesystem")
 
 
-class Gateway:
-    """In-memory API: applies merge patches to its copy, counts writes by kind."""
+class Gateway(bench_workloads.CountingGateway):
+    """``bench_workloads``' in-memory API, holding these objects."""
 
     def __init__(self, objects: Sequence[Mapping[str, Any]]) -> None:
-        self.objects = {
-            (o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): copy.deepcopy(dict(o))
-            for o in objects
-        }
-        self.patches: dict[str, int] = {}
-        self.events: dict[str, int] = {}
-        # (namespace, uid) -> when its last Event was posted (read back after a restart).
-        self.posted: dict[tuple[str, str], datetime.datetime] = {}
-
-    async def patch_annotations(
-        self, ref: enforcement.ObjectRef, annotations: Mapping[str, str | None]
-    ) -> Mapping[str, Any] | None:
-        self.patches[ref.kind] = self.patches.get(ref.kind, 0) + 1
-        obj = self.objects[(ref.kind, ref.namespace, ref.name)]
-        current = obj["metadata"].setdefault("annotations", {})
-        for k, v in annotations.items():
-            if v is None:
-                current.pop(k, None)
-            else:
-                current[k] = v
-        return obj
-
-    async def post_event(
-        self,
-        *,
-        regarding: enforcement.ObjectRef,
-        type: enforcement.EventType,
-        reason: str,
-        message: str,
-        action: str,
-    ) -> bool:
-        self.events[regarding.kind] = self.events.get(regarding.kind, 0) + 1
-        self.posted[(regarding.namespace or "", regarding.uid or "")] = NOW
-        return True
-
-    async def event_times(self, *, namespace: str, reason: str) -> dict[str, datetime.datetime]:
-        return {uid: at for (ns, uid), at in self.posted.items() if ns == namespace}
-
-    async def evict(self, ref: enforcement.ObjectRef) -> str:
-        return enforcement.Eviction.EVICTED
+        super().__init__()
+        for o in objects:
+            meta = o["metadata"]
+            self.objects[(o["kind"], meta["namespace"], meta["name"])] = copy.deepcopy(dict(o))
 
 
 class Nothing:
@@ -252,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"{name:<12} {len(objects):>8,} {cpu:>7.2f} {heap:>9.1f}  "
             f"patches {dict(sorted(gateway.patches.items()))}, "
-            f"events {dict(sorted(gateway.events.items()))}"
+            f"events {dict(sorted(gateway.events_by_kind.items()))}"
         )
     return 0
 

@@ -210,7 +210,8 @@ class CountingGateway:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         self.patches: dict[str, int] = {}
-        self.events: dict[str, int] = {}
+        self.events: dict[str, int] = {}  # by reason
+        self.events_by_kind: dict[str, int] = {}  # by the kind of object they regard
         # (namespace, uid) -> when its last Event was posted (read back after a restart).
         self.posted: dict[tuple[str, str], datetime.datetime] = {}
         self.evictions = 0
@@ -238,6 +239,7 @@ class CountingGateway:
         action: str,
     ) -> bool:
         self.events[reason] = self.events.get(reason, 0) + 1
+        self.events_by_kind[regarding.kind] = self.events_by_kind.get(regarding.kind, 0) + 1
         self.posted[(regarding.namespace or "", regarding.uid or "")] = NOW
         return True
 

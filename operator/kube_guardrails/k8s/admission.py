@@ -8,7 +8,7 @@ writes name the field manager ``kube-guardrails``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import kubernetes.client
 
@@ -28,7 +28,7 @@ def path(kind: str, name: str | None = None) -> str:
     )
 
 
-class Gateway:
+class Gateway(events.OnceEvents):
     """Talks to the API server for ``services.admission`` (one shared ApiClient)."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
@@ -54,23 +54,3 @@ class Gateway:
 
     def get(self, kind: str, *, name: str) -> dict[str, Any] | None:
         return client.get_or_none(self._api, path(kind, name))
-
-    def post_event_once(
-        self,
-        *,
-        name: str,
-        regarding: Mapping[str, Any],
-        type: Literal["Normal", "Warning"],
-        reason: str,
-        message: str,
-        action: str,
-    ) -> None:
-        events.post_event_once(
-            self._api,
-            name=name,
-            regarding=regarding,
-            type=type,
-            reason=reason,
-            message=message,
-            action=action,
-        )

@@ -179,6 +179,35 @@ def post_event_once(
             raise
 
 
+class OnceEvents:
+    """Gateway mixin: :func:`post_event_once` with the gateway's own API client.
+
+    The hardening and admission gateways post their fixed-name Events the same way.
+    """
+
+    _api: kubernetes.client.ApiClient
+
+    def post_event_once(
+        self,
+        *,
+        name: str,
+        regarding: Mapping[str, Any],
+        type: EventType,
+        reason: str,
+        message: str,
+        action: str,
+    ) -> None:
+        post_event_once(
+            self._api,
+            name=name,
+            regarding=regarding,
+            type=type,
+            reason=reason,
+            message=message,
+            action=action,
+        )
+
+
 def event_names(api_client: kubernetes.client.ApiClient, *, reason: str) -> set[str]:
     """Names of our Events with this reason about cluster-scoped objects (one LIST)."""
     return {

@@ -22,7 +22,7 @@ def _path(kind: builders.Kind, namespace: str, name: str | None = None) -> str:
     )
 
 
-class Gateway:
+class Gateway(events.OnceEvents):
     """Talks to the API server for ``services.hardening`` (one shared ApiClient)."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
@@ -79,26 +79,6 @@ class Gateway:
     ) -> None:
         events.post_event(
             self._api, regarding=regarding, type=type, reason=reason, message=message, action=action
-        )
-
-    def post_event_once(
-        self,
-        *,
-        name: str,
-        regarding: Mapping[str, Any],
-        type: Literal["Normal", "Warning"],
-        reason: str,
-        message: str,
-        action: str,
-    ) -> None:
-        events.post_event_once(
-            self._api,
-            name=name,
-            regarding=regarding,
-            type=type,
-            reason=reason,
-            message=message,
-            action=action,
         )
 
     def event_names(self, *, reason: str) -> set[str]:

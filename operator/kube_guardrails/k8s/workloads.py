@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
@@ -200,17 +201,19 @@ class Gateway:
         Returns False when every attempt failed with an error a later retry could fix:
         the caller keeps the Event owed (``services.workloads``) rather than losing it.
         """
-        for delay in (*EVENT_RETRY_DELAYS, None):
-            posted = await asyncio.to_thread(
-                events.post_event,
-                self._api,
-                regarding=regarding.as_reference(),
-                type=type,
-                reason=reason,
-                message=message,
-                action=action,
-            )
-            if posted or delay is None:
-                return posted
+        post = functools.partial(
+            events.post_event,
+            self._api,
+            regarding=regarding.as_reference(),
+            type=type,
+            reason=reason,
+            message=message,
+            action=action,
+        )
+        posted = await asyncio.to_thread(post)
+        for delay in EVENT_RETRY_DELAYS:
+            if posted:
+                break
             await asyncio.sleep(delay)
-        return False  # not reached: the last delay is None
+            posted = await asyncio.to_thread(post)
+        return posted

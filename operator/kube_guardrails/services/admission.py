@@ -44,9 +44,9 @@ from typing import Any, Literal, Protocol
 
 from kube_guardrails import API_GROUP, API_VERSION, KIND, admission, builders, logs
 from kube_guardrails.k8s import client as k8s_client
+from kube_guardrails.services import hardening, workqueue
 from kube_guardrails.services import policies as policy_store
 from kube_guardrails.services import status as status_service
-from kube_guardrails.services import workqueue
 
 log = logs.get(__name__)
 
@@ -63,7 +63,7 @@ CONFLICTS_NAMED = 5
 ORPHAN_RETRY = datetime.timedelta(seconds=5)
 
 
-class Gateway(Protocol):
+class Gateway(hardening.OnceEventPoster, Protocol):
     """The API operations this needs (``k8s/admission.py``; a fake in tests)."""
 
     def create(self, kind: str, obj: Mapping[str, Any]) -> dict[str, Any]: ...
@@ -73,17 +73,6 @@ class Gateway(Protocol):
     def delete(self, kind: str, *, name: str) -> bool: ...
 
     def get(self, kind: str, *, name: str) -> dict[str, Any] | None: ...
-
-    def post_event_once(
-        self,
-        *,
-        name: str,
-        regarding: Mapping[str, Any],
-        type: Literal["Normal", "Warning"],
-        reason: str,
-        message: str,
-        action: str,
-    ) -> None: ...
 
 
 def _rv(obj: Mapping[str, Any]) -> int | None:

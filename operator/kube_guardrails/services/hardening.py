@@ -68,7 +68,23 @@ LABEL_HARDENED = admission.LABEL_HARDENED
 ANNOUNCE_CHECK_WINDOW = datetime.timedelta(minutes=10)
 
 
-class Gateway(Protocol):
+class OnceEventPoster(Protocol):
+    """Posts Events that must not be lost or doubled (``k8s.events.OnceEvents``)."""
+
+    def post_event_once(
+        self,
+        *,
+        name: str,
+        regarding: Mapping[str, Any],
+        type: Literal["Normal", "Warning"],
+        reason: str,
+        message: str,
+        action: str,
+    ) -> None:
+        """Post under a fixed name; an existing one (409) is success; raises otherwise."""
+
+
+class Gateway(OnceEventPoster, Protocol):
     """The API operations hardening needs (``k8s/hardening.py``; a fake in tests).
 
     Each raises ``k8s.client.ApiError`` on failure; ``delete`` returns False if the
@@ -98,18 +114,6 @@ class Gateway(Protocol):
         message: str,
         action: str,
     ) -> None: ...
-
-    def post_event_once(
-        self,
-        *,
-        name: str,
-        regarding: Mapping[str, Any],
-        type: Literal["Normal", "Warning"],
-        reason: str,
-        message: str,
-        action: str,
-    ) -> None:
-        """Post under a fixed name; an existing one (409) is success; raises otherwise."""
 
     def event_names(self, *, reason: str) -> set[str]:
         """Names of our Events with this reason about namespaces (one LIST)."""
