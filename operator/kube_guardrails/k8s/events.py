@@ -89,6 +89,21 @@ def build_event(
     }
 
 
+def _event_now(
+    *, regarding: Mapping[str, Any], type: EventType, reason: str, message: str, action: str
+) -> dict[str, Any]:
+    """The Event as this process posts it now (its clock, its instance name)."""
+    return build_event(
+        regarding=regarding,
+        type=type,
+        reason=reason,
+        message=message,
+        action=action,
+        now=datetime.datetime.now(datetime.UTC),
+        instance=_instance(),
+    )
+
+
 def post_event(
     api_client: kubernetes.client.ApiClient,
     *,
@@ -104,15 +119,7 @@ def post_event(
     throttling, timeout, 5xx), for callers that must not lose the Event; True when it
     was posted or no retry can help (403 in a terminating namespace, 404, 422).
     """
-    body = build_event(
-        regarding=regarding,
-        type=type,
-        reason=reason,
-        message=message,
-        action=action,
-        now=datetime.datetime.now(datetime.UTC),
-        instance=_instance(),
-    )
+    body = _event_now(regarding=regarding, type=type, reason=reason, message=message, action=action)
     namespace = body["metadata"]["namespace"]
     path = client.object_path(api_version="v1", plural="events", namespace=namespace)
     try:
@@ -159,15 +166,7 @@ def post_event_once(
     outage, a failed create or a restart finds 409 AlreadyExists when the first one got
     through, which is success. Other errors are raised, for the caller to retry.
     """
-    body = build_event(
-        regarding=regarding,
-        type=type,
-        reason=reason,
-        message=message,
-        action=action,
-        now=datetime.datetime.now(datetime.UTC),
-        instance=_instance(),
-    )
+    body = _event_now(regarding=regarding, type=type, reason=reason, message=message, action=action)
     del body["metadata"]["generateName"]
     body["metadata"]["name"] = name
     try:
