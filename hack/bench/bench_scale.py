@@ -124,10 +124,14 @@ def install(workdir: pathlib.Path) -> pathlib.Path:
 # --------------------------------------------------------------------------- population
 
 
-def pod(namespace: str, index: int) -> dict[str, Any]:
+def pod(namespace: str, index: int, *, distinct: bool = False) -> dict[str, Any]:
+    """A bench Pod. ``distinct``: an image tag of its own, so that no two Pods' containers
+    are equal and the operator's cache shares none of them (its worst case for memory;
+    the Pods of one Deployment have equal containers)."""
+    tag = f"1.0-{namespace}-{index}" if distinct else "1.0"
     container: dict[str, Any] = {
         "name": "app",
-        "image": "registry.example.com/app:1.0",
+        "image": f"registry.example.com/app:{tag}",
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}},
         "livenessProbe": {"tcpSocket": {"port": 8080}},
         "readinessProbe": {"tcpSocket": {"port": 8080}},
@@ -151,7 +155,7 @@ def violating_in(namespaces: int) -> int:
     return namespaces * len(range(0, PODS_PER_NAMESPACE, 3))
 
 
-def grow(kube: kube_api.Kube, *, namespaces: int, workers: int) -> float:
+def grow(kube: kube_api.Kube, *, namespaces: int, workers: int, distinct: bool = False) -> float:
     """Make sure namespaces bench-0000..N-1 exist with 100 Pods each; seconds taken."""
     started = time.monotonic()
     existing = {
@@ -178,7 +182,7 @@ def grow(kube: kube_api.Kube, *, namespaces: int, workers: int) -> float:
         attempt = 0
         while True:
             try:
-                kube.create(kube_api.pods(ns), pod(ns, i))
+                kube.create(kube_api.pods(ns), pod(ns, i, distinct=distinct))
                 return
             except kube_api.ApiError as e:
                 if e.status == 409:
@@ -444,7 +448,7 @@ def measure(
 ) -> dict[str, Any]:
     namespaces = size // PODS_PER_NAMESPACE
     clear_policies(kube)
-    grown = grow(kube, namespaces=namespaces, workers=args.workers)
+    grown = grow(kube, namespaces=namespaces, workers=args.workers, distinct=args.distinct)
     total_pods = sum(1 for _ in kube.list(kube_api.pods(None), labels=f"{LABEL}=1"))
     # A new policy name every run: every violating Pod needs its annotation and Event.
     policy = f"bench-scale-{size}-{int(time.time()) % 100000}"
@@ -551,6 +555,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=5, help="single-change samples")
     parser.add_argument("--latency-at", default="10000", help="sizes at which to measure it")
     parser.add_argument("--keep", action="store_true", help="keep the Pods (reuse next run)")
+    parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="every Pod its own image (nothing shared in the cache: memory's worst case); "
+        "on a cluster without kept bench Pods",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     args.latency_at = {int(x) for x in args.latency_at.split(",") if x}

@@ -73,3 +73,55 @@ def test_projection_drops_what_no_check_reads() -> None:
         },
         "status": {"phase": "Running"},
     }
+
+
+def _pod(name: str, **security: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "n", "uid": f"uid-{name}"},
+        "spec": {
+            "securityContext": {"runAsNonRoot": True},
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "registry.example.com/app:1.0",
+                    "resources": {"limits": {"memory": "32Mi"}},
+                    "securityContext": dict(security),
+                }
+            ],
+        },
+    }
+
+
+def test_equal_containers_of_different_pods_are_one_copy() -> None:
+    a, b = watch.project_pod(_pod("a")), watch.project_pod(_pod("b"))
+    assert a["spec"]["containers"][0] is b["spec"]["containers"][0]
+    assert a["spec"]["securityContext"] is b["spec"]["securityContext"]
+    assert a["metadata"] is not b["metadata"]
+
+
+def test_containers_that_differ_in_any_field_are_never_shared() -> None:
+    plain = watch.project_pod(_pod("a"))
+    privileged = watch.project_pod(_pod("b", privileged=True))
+    stringly = watch.project_pod(_pod("c", privileged="true"))
+    containers = [p["spec"]["containers"][0] for p in (plain, privileged, stringly)]
+    assert len({id(c) for c in containers}) == 3
+    assert containers[1]["securityContext"] == {"privileged": True}
+    assert containers[2]["securityContext"] == {"privileged": "true"}
+
+
+def test_the_shared_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(watch, "SHARED_MAX", 3)
+    monkeypatch.setattr(watch, "_shared_values", {})
+    pods = [watch.project_pod(_pod(str(i), runAsUser=i)) for i in range(10)]
+    assert len(watch._shared_values) <= 3
+    # Sharing starts over after the table is emptied, and every Pod keeps its own value.
+    assert [p["spec"]["containers"][0]["securityContext"]["runAsUser"] for p in pods] == list(
+        range(10)
+    )
+
+
+def test_equal_parts_of_containers_that_differ_are_one_copy() -> None:
+    a = watch.project_pod(_pod("a"))["spec"]["containers"][0]
+    b = watch.project_pod(_pod("b", privileged=True))["spec"]["containers"][0]
+    assert a is not b
+    assert a["resources"] is b["resources"]

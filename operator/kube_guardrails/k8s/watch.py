@@ -51,8 +51,10 @@ Body = dict[str, Any]
 Projector = Callable[[Mapping[str, Any]], Body]
 
 # Objects per page of the initial LIST: big enough for few round trips, small enough
-# that one page (decoded, before projection) stays a few MiB.
-PAGE_SIZE = 500
+# that one page (decoded, before projection) stays a few MiB. At 10,000 Pods, 250
+# instead of 500 lowers the peak RSS by about 6 MiB (a decoded page is freed to the
+# allocator, not to the system) for 20 more round trips of about 50 ms.
+PAGE_SIZE = 250
 # Ask the server to end each watch after this long; we resume from the last version.
 WATCH_TIMEOUT_SECONDS = 300
 # Read timeout on the watch socket: a bit longer than the server's own timeout.
@@ -203,6 +205,33 @@ def _shared(value: Any) -> Any:
     return value
 
 
+# Identical sub-structures shared across objects (hash-consing): the containers of the
+# Pods of one Deployment are equal field by field, and so are most Pods' security
+# contexts, volumes of one kind and statuses. One copy of each, looked up by its
+# canonical JSON (the full text, not a hash: two different containers must never be
+# mistaken for each other). The cached objects are never modified in place (a change
+# arrives as a new projected object), which is what makes sharing safe. Bounded: when
+# full the table is emptied; objects already sharing keep their copy, only the sharing
+# of later ones starts over.
+SHARED_MAX = 4096
+_shared_values: dict[str, Any] = {}
+
+
+def _one_copy(value: Any) -> Any:
+    """The shared copy of a JSON value equal to ``value`` (``value`` itself if first)."""
+    try:
+        key = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):  # not JSON (never from the API server): keep it
+        return value
+    hit = _shared_values.get(key)
+    if hit is not None:
+        return hit
+    if len(_shared_values) >= SHARED_MAX:
+        _shared_values.clear()
+    _shared_values[key] = value
+    return value
+
+
 def _container(c: Any) -> Any:
     if not isinstance(c, Mapping):
         return c
@@ -212,7 +241,9 @@ def _container(c: Any) -> Any:
             continue
         if k in PROBES and isinstance(v, Mapping):
             v = {pk: pv for pk, pv in v.items() if pk not in DROPPED_PROBE_FIELDS}
-        out[k] = v
+        # resources, probes, securityContext, ports: equal across many containers that
+        # differ in their image or name, so shared one by one too
+        out[sys.intern(k)] = _one_copy(_shared(v)) if isinstance(v, (dict, list)) else _shared(v)
     return out
 
 
@@ -223,11 +254,15 @@ def project_pod_spec(spec: Mapping[str, Any]) -> Body:
         if key in DROPPED_SPEC_FIELDS:
             continue
         if key in CONTAINER_LISTS and isinstance(value, list):
-            value = [_container(c) for c in value]
+            value = [_one_copy(_container(c)) for c in value]
         elif key == "volumes" and isinstance(value, list):
-            value = [_volume(v) for v in value]
-        out[key] = value
-    return _shared(out)  # type: ignore[no-any-return]
+            value = [_one_copy(_shared(_volume(v))) for v in value]
+        elif isinstance(value, (dict, list)):
+            value = _one_copy(_shared(value))
+        else:
+            value = _shared(value)
+        out[sys.intern(key)] = value
+    return out
 
 
 def project_pod(obj: Mapping[str, Any]) -> Body:
@@ -240,7 +275,7 @@ def project_pod(obj: Mapping[str, Any]) -> Body:
     }
     phase = (obj.get("status") or {}).get("phase")
     if phase:
-        out["status"] = {"phase": phase}
+        out["status"] = _one_copy({"phase": _shared(phase)})
     return out
 
 
