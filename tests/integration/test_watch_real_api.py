@@ -75,7 +75,7 @@ class View:
         self.lists = 0
         self.events: list[tuple[str, str | None]] = []
 
-    def listed(self, kind: str, bodies: list[Any]) -> None:
+    def listed(self, kind: str, bodies: list[Any], started: float = 0.0) -> None:
         self.lists += 1
         self.pods = {b["metadata"]["name"]: b for b in bodies if self._mine(b)}
 
@@ -371,3 +371,47 @@ async def test_an_api_server_restart_with_deletions_meanwhile_relists_and_conver
     assert server_pods(api, ns) == expected
     assert watcher.lists >= 2  # relisted after 410, not resumed
     assert not [e for e in view.events if e[1] in ("pod-1", "pod-4")]  # dropped by the relist
+
+
+async def test_a_field_selector_limits_list_and_watch_to_our_name(
+    real_api_session: real_api.RealApi, real_namespace: str, recording: RecordingClient
+) -> None:
+    """Hardening watches only the objects with our fixed names (``watch.managed_kind``):
+    the API server filters by ``metadata.name`` on the LIST and on the WATCH."""
+    api, ns = real_api_session, real_namespace
+    ours = "kube-guardrails-test-limits"
+
+    def limit_range(name: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name},
+            "spec": {"limits": [{"type": "Container", "default": {"cpu": "100m"}}]},
+        }
+
+    api.request("POST", f"/api/v1/namespaces/{ns}/limitranges", body=limit_range(ours))
+    api.request("POST", f"/api/v1/namespaces/{ns}/limitranges", body=limit_range("theirs"))
+    seen: list[tuple[str, str]] = []
+    listed: list[str] = []
+    kind = watch.managed_kind("LimitRange", "v1", "limitranges", ours)
+    watcher = watch.Watcher(
+        api_client=recording,
+        kind=kind,
+        loop=asyncio.get_running_loop(),
+        listed=lambda _k, bodies, _s: listed.extend(
+            b["metadata"]["name"] for b in bodies if b["metadata"]["namespace"] == ns
+        ),
+        changed=lambda _k, event, body: (
+            seen.append((event, body["metadata"]["name"]))
+            if body["metadata"]["namespace"] == ns
+            else None
+        ),
+    )
+    watcher.start()
+    try:
+        await until(lambda: watcher.lists, what="the initial list")
+        assert listed == [ours]
+        api.request("DELETE", f"/api/v1/namespaces/{ns}/limitranges/theirs")
+        api.request("DELETE", f"/api/v1/namespaces/{ns}/limitranges/{ours}")
+        await until(lambda: ("DELETED", ours) in seen, what="our object's deletion")
+        assert all(name == ours for _, name in seen)
+    finally:
+        watcher.stop()

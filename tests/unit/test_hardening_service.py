@@ -6,6 +6,8 @@ import concurrent.futures
 import copy
 import dataclasses
 import datetime
+import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -889,3 +891,106 @@ def test_a_stale_namespace_event_does_not_write_the_label_again() -> None:
     assert not world.inventory.update_namespace(stale)  # older than the patch response
     world.service.reconcile("team-a")
     assert world.gateway.writes == []
+
+
+def test_after_a_restart_concurrent_reconciles_list_the_events_once() -> None:
+    """The reconcile workers of a restart share one LIST of NamespaceHardened Events
+    (each worker listing them all at once was a memory peak at thousands)."""
+    names = tuple(f"team-{i}" for i in range(16))
+    world = make_world(gp(), namespaces=names)
+    for name in names:
+        world.service.reconcile(name)
+    world.watch_sync()
+    world.reset()
+    world = _restarted(world, minutes_after_create=1)
+    listed = world.gateway.event_names
+    lists_before = world.gateway.lists
+
+    def slow_event_names(*, reason: str) -> set[str]:
+        time.sleep(0.05)  # a LIST takes a while: every worker arrives meanwhile
+        return listed(reason=reason)
+
+    world.gateway.event_names = slow_event_names  # type: ignore[method-assign]
+    start = threading.Barrier(len(names))
+
+    def reconcile(name: str) -> None:
+        start.wait()
+        world.service.reconcile(name)
+
+    with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
+        list(pool.map(reconcile, names))
+    assert world.gateway.lists - lists_before == 1
+    assert world.gateway.events == []  # every one was posted before the restart
+
+
+def _feed() -> tuple[hardening.WatchFeed, hardening.Inventory, list[str], list[str]]:
+    inventory = hardening.Inventory(clock=lambda: 10.0)
+    queued: list[str] = []
+    calls: list[str] = []
+    feed = hardening.WatchFeed(
+        inventory=inventory,
+        kinds=builders.MANAGED_KINDS,
+        queue=queued.append,
+        complete=lambda: calls.append("complete"),
+        namespace_seen=lambda name, labels: calls.append(f"seen {name} {dict(labels)}"),
+        namespace_gone=lambda name: calls.append(f"gone {name}"),
+    )
+    return feed, inventory, queued, calls
+
+
+def _managed(kind: builders.Kind, namespace: str, rv: str) -> dict[str, Any]:
+    return {"metadata": {"name": kind.name, "namespace": namespace, "resourceVersion": rv}}
+
+
+def test_watch_feed_is_complete_once_every_kind_is_listed() -> None:
+    feed, inventory, queued, calls = _feed()
+    feed.listed("Namespace", [ns_obj("a", team="x"), ns_obj("b")], 5.0)
+    assert sorted(queued) == ["a", "b"]
+    assert "complete" not in calls
+    for kind in builders.MANAGED_KINDS:
+        assert not feed.is_complete
+        feed.listed(kind.kind, [_managed(kind, "a", "7")], 5.0)
+    assert calls.count("complete") == 1
+    assert "seen a {'team': 'x'}" in calls
+    assert inventory.object(builders.MANAGED_KINDS[0], "a") is not None
+    feed.listed("Namespace", [ns_obj("a", team="x"), ns_obj("b")], 6.0)  # a re-list
+    assert calls.count("complete") == 1
+
+
+def test_watch_feed_relist_forgets_what_was_deleted_unwatched() -> None:
+    feed, inventory, queued, calls = _feed()
+    kind = builders.MANAGED_KINDS[0]
+    feed.listed("Namespace", [ns_obj("a"), ns_obj("b")], 5.0)
+    feed.listed(kind.kind, [_managed(kind, "a", "7"), _managed(kind, "b", "8")], 5.0)
+    queued.clear()
+    # Both lists began after the entries were stored (clock 10): b and a's object went.
+    feed.listed("Namespace", [ns_obj("a")], 11.0)
+    feed.listed(kind.kind, [], 11.0)
+    assert inventory.namespace_names() == ["a"]
+    assert inventory.object(kind, "a") is None
+    assert sorted(queued) == ["a", "b"]
+    assert "gone b" in calls
+
+
+def test_watch_feed_keeps_what_was_stored_after_the_list_began() -> None:
+    feed, inventory, _, _ = _feed()
+    feed.listed("Namespace", [ns_obj("a")], 5.0)
+    feed.listed("Namespace", [], 9.0)  # stored at clock 10, after this list began
+    assert inventory.namespace_names() == ["a"]
+
+
+def test_watch_feed_events() -> None:
+    feed, inventory, queued, calls = _feed()
+    kind = builders.MANAGED_KINDS[0]
+    feed.changed("Namespace", "ADDED", ns_obj("a"))
+    feed.changed(kind.kind, "ADDED", _managed(kind, "a", "3"))
+    assert queued == ["a", "a"]
+    feed.changed(kind.kind, "MODIFIED", _managed(kind, "a", "3"))  # our write's echo
+    feed.changed(kind.kind, "MODIFIED", {"metadata": {"name": "other", "namespace": "a"}})
+    assert queued == ["a", "a"]
+    feed.changed(kind.kind, "DELETED", _managed(kind, "a", "4"))
+    assert inventory.object(kind, "a") is None
+    feed.changed("Namespace", "DELETED", ns_obj("a"))
+    assert inventory.namespace_names() == []
+    assert queued == ["a", "a", "a", "a"]
+    assert calls[-1] == "gone a"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import kopf
 
-from kube_guardrails.handlers import main, namespaces
+from kube_guardrails.handlers import admission, main
 
 
 class _Queue:
@@ -35,7 +35,7 @@ def test_no_diff_base_is_computed_or_stored() -> None:
 def test_event_handlers_run_for_deletions_and_until_started() -> None:
     started = kopf.Memo(runtime=_Runtime(queue=_Queue(True)))
     waiting = kopf.Memo(runtime=_Runtime(queue=_Queue(False)))
-    flt = namespaces.deletion_or_first
+    flt = admission.deletion_or_first
     assert flt(type="DELETED", memo=started)
     assert not flt(type="ADDED", memo=started)
     assert not flt(type="MODIFIED", memo=started)

@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 
 from kube_guardrails.admission import policies as generated
-from kube_guardrails.handlers import main, namespaces, runtime
+from kube_guardrails.handlers import main, runtime
 from kube_guardrails.services import admission as admission_service
 
 GROUP, VERSION = "admissionregistration.k8s.io", "v1"
@@ -25,13 +25,25 @@ PLURALS = {
 }
 
 
+def deletion_or_first(type: str | None, memo: kopf.Memo, **_: Any) -> bool:
+    """Event-handler filter: deletions, and any event until the work queue has started.
+
+    Everything else is the index handlers' job; skipping the call in kopf's filter
+    saves a handler invocation per watch event.
+    """
+    if type == "DELETED":
+        return True
+    built: runtime.Runtime | None = memo.get("runtime")
+    return built is None or not built.queue.started
+
+
 def _ours(name: str | None, **_: Any) -> bool:
     return bool(name) and str(name).startswith(generated.NAME_PREFIX)
 
 
 def _ours_deleted_or_first(name: str | None, type: str | None, memo: kopf.Memo, **_: Any) -> bool:
     """Deletions, and any event until the queues start (the rest is the index's job)."""
-    return _ours(name) and namespaces.deletion_or_first(type=type, memo=memo)
+    return _ours(name) and deletion_or_first(type=type, memo=memo)
 
 
 def _register(kind: str, plural: str) -> None:

@@ -32,7 +32,6 @@ log = logs.get(__name__)
 
 HANDLER_MODULES = (
     "kube_guardrails.handlers.policies",
-    "kube_guardrails.handlers.namespaces",
     "kube_guardrails.handlers.admission",
 )
 
@@ -148,12 +147,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 def ensure_started(memo: kopf.Memo) -> None:
     """Called by every event handler: the first call means kopf's indexes are complete.
 
-    kopf runs non-indexing handlers only after every indexed resource (namespaces,
-    policies, managed objects) has been fully listed, so from the first event on the
-    inventory is warm and reconciling cannot mistake "not yet seen" for "missing".
+    kopf runs non-indexing handlers only after every indexed resource (policies, the
+    generated admission objects) has been fully listed, so from the first event on the
+    policy store is complete; the work queues start once the namespaces and managed
+    objects are listed too (``Runtime._maybe_synced``).
     """
     built: runtime.Runtime = memo.runtime
-    built.indexes_complete()
+    built.kopf_indexes_complete()
 
 
 @kopf.on.cleanup()

@@ -15,8 +15,8 @@ Start-up has two phases, kept apart on purpose:
 * :meth:`Runtime.start_writers`: everything that writes (the hardening work queue and
   resync, the workload reviews, the status flush). Reviews and reconciles wait anyway
   until the caches are complete (``services.workloads`` waits for every source, the
-  work queue for kopf's first event handler), so no write is ever based on a partial
-  view.
+  work queues for every hardening kind listed and kopf's first event handler), so no
+  write is ever based on a partial view.
 
 The writer phase is where the leader-election gate (``k8s.leader``) plugs in:
 :meth:`Runtime.start_leading` campaigns for the Lease and calls :meth:`start_writers`
@@ -44,7 +44,16 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kube_guardrails import __version__, logs, metrics, violations
+from kube_guardrails import (
+    API_GROUP,
+    API_VERSION,
+    PLURAL,
+    __version__,
+    builders,
+    logs,
+    metrics,
+    violations,
+)
 from kube_guardrails import settings as guardrails_settings
 from kube_guardrails.handlers import health
 from kube_guardrails.k8s import admission as k8s_admission
@@ -84,8 +93,12 @@ API_THREADS = 64
 # A NamespaceHardened Event that could not be posted (API outage) is tried again this
 # much later, by reconciling its namespace again (everything else is in place by then).
 EVENT_RETRY_SECONDS = 5.0
-# The source name of kopf's indexes (namespaces, policies) in the workload service.
+# The source the workload service waits for besides its own kinds: namespaces listed
+# and kopf's policy index complete.
 NAMESPACES = "namespaces"
+# With no policy in the cluster, how often to ask again until kopf reports (see
+# Runtime._until_policies_known).
+POLICY_PROBE_SECONDS = 2.0
 
 
 # The exit status after losing the Lease (the container is restarted as a standby).
@@ -134,6 +147,9 @@ class Runtime:
     api_threads: concurrent.futures.ThreadPoolExecutor | None = None
     # (policy, uid, generation) already told PolicyInvalid by this process.
     policies_warned: set[tuple[str, str, int]] = dataclasses.field(default_factory=set)
+    # The two halves of "every cache is complete" (see _maybe_synced).
+    kopf_ready: bool = False
+    hardening_listed: bool = False
 
     # ------------------------------------------------------------------ phases
 
@@ -155,23 +171,48 @@ class Runtime:
             max_workers=API_THREADS, thread_name_prefix="api"
         )
         loop.set_default_executor(self.api_threads)
-        if self.workloads is not None:
-            service = self.workloads
-            self.watchers = [
-                watch.Watcher(
-                    api_client=self.api_client,
-                    kind=kind,
-                    loop=loop,
-                    listed=service.listed,
-                    changed=service.changed,
-                    restarted=lambda plural, reason: telemetry.watch_restarts.labels(
-                        resource=plural, reason=reason
-                    ).inc(),
-                )
-                for kind in watch.KINDS
+
+        def restarted(plural: str, reason: str) -> None:
+            telemetry.watch_restarts.labels(resource=plural, reason=reason).inc()
+
+        def watcher(kind: watch.Kind, listed: Any, changed: Any) -> watch.Watcher:
+            return watch.Watcher(
+                api_client=self.api_client,
+                kind=kind,
+                loop=loop,
+                listed=listed,
+                changed=changed,
+                restarted=restarted,
+            )
+
+        # Namespaces and the objects with our names: hardening's inventory (and the
+        # workload side's namespace labels), from one watch per kind.
+        service = self.workloads
+        feed = hardening.WatchFeed(
+            inventory=self.inventory,
+            kinds=builders.MANAGED_KINDS,
+            queue=self.queue.add,
+            complete=self.hardening_sources_listed,
+            namespace_seen=service.namespace_seen if service is not None else None,
+            namespace_gone=service.namespace_gone if service is not None else None,
+        )
+        hardening_kinds = [
+            watch.NAMESPACE,
+            *(
+                watch.managed_kind(k.kind, k.api_version, k.plural, k.name)
+                for k in builders.MANAGED_KINDS
+            ),
+        ]
+        self.watchers = [watcher(kind, feed.listed, feed.changed) for kind in hardening_kinds]
+        if service is not None:
+            self.watchers += [
+                watcher(kind, service.listed, service.changed) for kind in watch.KINDS
             ]
-            for watcher in self.watchers:
-                watcher.start()
+        for started in self.watchers:
+            started.start()
+        # kopf tells us its policy index is complete with its first event handler call;
+        # with no policy at all there is none, so that case is found by asking.
+        self.tasks.append(asyncio.create_task(self._until_policies_known(), name="policies"))
         if serve_health and self.settings.liveness:
             self.health = health.HealthServer(endpoint=self.settings.liveness, report=self.report)
             await self.health.start()
@@ -233,8 +274,40 @@ class Runtime:
         if self.reports is not None:
             self.tasks.append(asyncio.create_task(self.reports.run(), name="reports"))
 
-    def indexes_complete(self) -> None:
-        """kopf ran its first event handler: namespaces, policies, managed objects listed."""
+    def kopf_indexes_complete(self) -> None:
+        """kopf ran its first event handler: policies and admission objects are listed."""
+        self.kopf_ready = True
+        self._maybe_synced()
+
+    def hardening_sources_listed(self) -> None:
+        """Namespaces and every kind of managed object are listed (``WatchFeed``)."""
+        self.hardening_listed = True
+        self._maybe_synced()
+
+    async def _until_policies_known(self) -> None:
+        """With no GuardrailPolicy at all, kopf runs no event handler: ask the server
+        (one LIST of at most one item) until kopf reports or the list is empty. A policy
+        created after that empty answer arrives through kopf like any change."""
+        path = k8s_client.object_path(
+            api_version=f"{API_GROUP}/{API_VERSION}", plural=PLURAL, namespace=None
+        )
+        while not self.kopf_ready:
+            try:
+                page = await asyncio.to_thread(
+                    k8s_client.request, self.api_client, "GET", path, query={"limit": "1"}
+                )
+            except Exception as e:  # an outage: kopf or the next try will tell
+                log.warning("policies-probe-failed", error=repr(e)[:300])
+            else:
+                if not page.get("items"):
+                    self.kopf_indexes_complete()
+                    return
+            await asyncio.sleep(POLICY_PROBE_SECONDS)
+
+    def _maybe_synced(self) -> None:
+        """Every cache is complete: start the work queues and the first reviews."""
+        if not (self.kopf_ready and self.hardening_listed):
+            return
         if not self.queue.started:
             self.queue.start()
             log.info("caches-synced", namespaces=len(self.inventory.namespace_names()))

@@ -36,6 +36,7 @@ import dataclasses
 import json
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -338,14 +339,55 @@ def project_cronjob(obj: Mapping[str, Any]) -> Body:
     }
 
 
+def project_namespace(obj: Mapping[str, Any]) -> Body:
+    """A Namespace as hardening and the workload side read it: name, uid, version,
+    labels (selectors), and whether it is terminating."""
+    meta = obj.get("metadata") or {}
+    out_meta: Body = {
+        "name": meta.get("name"),
+        "uid": meta.get("uid"),
+        "resourceVersion": meta.get("resourceVersion"),
+    }
+    if meta.get("labels"):
+        out_meta["labels"] = _shared(meta["labels"])
+    if meta.get("deletionTimestamp"):
+        out_meta["deletionTimestamp"] = meta["deletionTimestamp"]
+    out: Body = {"apiVersion": "v1", "kind": "Namespace", "metadata": out_meta}
+    phase = (obj.get("status") or {}).get("phase")
+    if phase:
+        out["status"] = _one_copy({"phase": _shared(phase)})
+    return out
+
+
+def project_managed(kind: str, api_version: str) -> Projector:
+    """An object with one of our fixed names (NetworkPolicy, LimitRange, ResourceQuota):
+    small, and compared field by field with what we want, so kept whole but for
+    ``managedFields`` and kubectl's last-applied copy."""
+
+    def project(obj: Mapping[str, Any]) -> Body:
+        meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+        annotations = meta.get("annotations")
+        if annotations:
+            kept = {k: v for k, v in annotations.items() if k not in DROPPED_ANNOTATIONS}
+            if kept:
+                meta["annotations"] = kept
+            else:
+                del meta["annotations"]
+        return {**obj, "apiVersion": api_version, "kind": kind, "metadata": meta}
+
+    return project
+
+
 @dataclasses.dataclass(frozen=True)
 class Kind:
-    """One watched kind: where it lives and how it is reduced."""
+    """One watched kind: where it lives, how it is reduced, and (for the objects with
+    our fixed names) the field selector that limits the LIST and WATCH to them."""
 
     kind: str
     api_version: str
     plural: str
     project: Projector
+    field_selector: str | None = None
 
     @property
     def path(self) -> str:
@@ -372,6 +414,20 @@ KINDS: tuple[Kind, ...] = (
 )
 
 
+NAMESPACE = Kind("Namespace", "v1", "namespaces", project_namespace)
+
+
+def managed_kind(kind: str, api_version: str, plural: str, name: str) -> Kind:
+    """The objects named ``name`` of a kind, in every namespace (hardening's view)."""
+    return Kind(
+        kind,
+        api_version,
+        plural,
+        project_managed(kind, api_version),
+        field_selector=f"metadata.name={name}",
+    )
+
+
 class Expired(Exception):
     """410 Gone: the resourceVersion we resume from is too old; list again."""
 
@@ -385,12 +441,15 @@ class Watcher:
         api_client: kubernetes.client.ApiClient,
         kind: Kind,
         loop: asyncio.AbstractEventLoop,
-        listed: Callable[[str, list[Any]], None],
+        listed: Callable[[str, list[Any], float], None],
         changed: Callable[[str, str, Body], None],
         page_size: int = PAGE_SIZE,
         restarted: Callable[[str, str], None] | None = None,
     ) -> None:
-        """``restarted(plural, reason)``: called (from the watch thread) each time the
+        """``listed(kind, bodies, started)``: every object of the kind, with the
+        ``time.monotonic()`` at which their LIST began (what a consumer held from before
+        that and is not in the list was deleted meanwhile).
+        ``restarted(plural, reason)``: called (from the watch thread) each time the
         list+watch starts over: ``expired`` (410, a relist follows) or ``error``."""
         self._api = api_client
         self.kind = kind
@@ -475,8 +534,11 @@ class Watcher:
         bodies: list[Body] = []
         token: str | None = None
         version = ""
+        started = time.monotonic()
         while True:
             query = {"limit": str(self._page_size)}
+            if self.kind.field_selector:
+                query["fieldSelector"] = self.kind.field_selector
             if token:
                 query["continue"] = token
             try:
@@ -485,6 +547,7 @@ class Watcher:
                 if e.gone:  # the continue token expired mid-list: start over
                     bodies.clear()
                     token = None
+                    started = time.monotonic()
                     continue
                 raise
             bodies.extend(self.kind.project(item) for item in page.get("items") or ())
@@ -495,7 +558,7 @@ class Watcher:
                 break
         self.lists += 1
         log.info("watch-listed", kind=self.kind.kind, objects=len(bodies))
-        self._deliver(self._listed, self.kind.kind, bodies)
+        self._deliver(self._listed, self.kind.kind, bodies, started)
         return version
 
     def _watch(self) -> None:
@@ -508,6 +571,8 @@ class Watcher:
             "resourceVersion": str(self._version),
             "timeoutSeconds": str(WATCH_TIMEOUT_SECONDS),
         }
+        if self.kind.field_selector:
+            query["fieldSelector"] = self.kind.field_selector
         for event in self._stream(query):
             kind = event.get("type")
             obj = event.get("object") or {}

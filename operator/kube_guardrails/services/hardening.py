@@ -263,6 +263,55 @@ class Inventory:
             self._seen[key] = self._clock()
         return True
 
+    def listed_namespaces(
+        self, bodies: Iterable[Mapping[str, Any]], *, started: float
+    ) -> tuple[list[str], list[str]]:
+        """A complete LIST of namespaces that began at ``started`` (clock time):
+        ``(changed, removed)``, the namespaces that are new or changed and those held but
+        no longer listed (deleted while unwatched), which are forgotten with their
+        objects. An entry stored after the list began (a newer watch event) is kept.
+        """
+        listed: set[str] = set()
+        changed: list[str] = []
+        for obj in bodies:
+            name = NamespaceInfo.from_object(obj).name
+            listed.add(name)
+            if self.update_namespace(obj):
+                changed.append(name)
+        with self._lock:
+            removed = [
+                name
+                for name in self._namespaces
+                if name not in listed and self._seen.get(("namespaces", name), 0) < started
+            ]
+        for name in removed:
+            self.remove_namespace(name)
+        return changed, removed
+
+    def listed_objects(
+        self, kind: builders.Kind, bodies: Iterable[Mapping[str, Any]], *, started: float
+    ) -> list[str]:
+        """A complete LIST of a kind's objects with our name that began at ``started``:
+        the namespaces whose object changed, appeared or went (sorted)."""
+        listed: set[str] = set()
+        touched: set[str] = set()
+        for obj in bodies:
+            meta = obj.get("metadata") or {}
+            if meta.get("name") != kind.name:
+                continue
+            namespace = str(meta.get("namespace") or "")
+            listed.add(namespace)
+            if self.put_object(kind, obj, watched=True):
+                touched.add(namespace)
+        with self._lock:
+            for key in list(self._objects):
+                plural, namespace = key
+                stale = namespace not in listed and self._seen.get(key, 0) < started
+                if plural == kind.plural and stale:
+                    del self._objects[key]
+                    touched.add(namespace)
+        return sorted(touched)
+
     def relisted(
         self,
         *,
@@ -278,30 +327,9 @@ class Inventory:
         were stored after the lists began (a watch event newer than the list).
         Returns the namespaces dropped (deleted while unwatched).
         """
-        listed_ns = {NamespaceInfo.from_object(o).name for o in namespaces}
-        listed_objects = {
-            (kind.plural, str((o.get("metadata") or {}).get("namespace") or ""))
-            for kind, objs in objects.items()
-            for o in objs
-            if (o.get("metadata") or {}).get("name") == kind.name
-        }
-        for obj in namespaces:
-            self.update_namespace(obj)
+        _, removed = self.listed_namespaces(namespaces, started=started)
         for kind, objs in objects.items():
-            for obj in objs:
-                self.put_object(kind, obj, watched=True)
-        removed: list[str] = []
-        with self._lock:
-            for name in list(self._namespaces):
-                if name not in listed_ns and self._seen.get(("namespaces", name), 0) < started:
-                    del self._namespaces[name]
-                    self._namespace_versions.pop(name, None)
-                    removed.append(name)
-            plurals = {kind.plural for kind in objects}
-            for key in list(self._objects):
-                stale = key not in listed_objects and self._seen.get(key, 0) < started
-                if key[0] in plurals and stale:
-                    del self._objects[key]
+            self.listed_objects(kind, objs, started=started)
         return removed
 
     def clock(self) -> float:
@@ -314,6 +342,96 @@ class Inventory:
     def object(self, kind: builders.Kind, namespace: str) -> dict[str, Any] | None:
         with self._lock:
             return self._objects.get((kind.plural, namespace))
+
+
+NAMESPACE_KIND = "Namespace"
+
+
+class WatchFeed:
+    """The watches of namespaces and of the objects with our names, into the inventory.
+
+    ``k8s.watch`` lists and watches them (kopf's per-object machinery made start-up
+    quadratic in their number: at 1,000 namespaces a restart took 22 s and 241 MiB to
+    sync); this turns what it delivers, on the event loop, into inventory updates and
+    reconciles: a namespace is queued when something hardening depends on changed (a
+    new namespace, new labels, an edited or deleted managed object; not the echo of our
+    own write). ``namespace_seen``/``namespace_gone`` feed the workload side's namespace
+    labels from the same watch. ``complete`` is called once, when every kind has been
+    listed: from then on, reconciling cannot mistake "not listed yet" for "missing".
+    """
+
+    def __init__(
+        self,
+        *,
+        inventory: Inventory,
+        kinds: Iterable[builders.Kind],
+        queue: Callable[[str], None],
+        complete: Callable[[], None],
+        namespace_seen: Callable[[str, Mapping[str, str]], None] | None = None,
+        namespace_gone: Callable[[str], None] | None = None,
+    ) -> None:
+        self._inventory = inventory
+        self._kinds = {k.kind: k for k in kinds}
+        self._queue = queue
+        self._complete = complete
+        self._seen = namespace_seen
+        self._gone = namespace_gone
+        self._pending = {NAMESPACE_KIND, *self._kinds}
+
+    @property
+    def is_complete(self) -> bool:
+        return not self._pending
+
+    def listed(self, kind: str, bodies: list[Mapping[str, Any]], started: float) -> None:
+        """Every object of a kind (first LIST, or a re-LIST after 410 or an outage)."""
+        if kind == NAMESPACE_KIND:
+            changed, removed = self._inventory.listed_namespaces(bodies, started=started)
+            for name in removed:
+                self._namespace_gone(name)
+            for name in changed:
+                self._queue(name)
+            if self._seen is not None:
+                for body in bodies:
+                    meta = body.get("metadata") or {}
+                    self._seen(str(meta.get("name") or ""), dict(meta.get("labels") or {}))
+        elif kind in self._kinds:
+            for namespace in self._inventory.listed_objects(
+                self._kinds[kind], bodies, started=started
+            ):
+                self._queue(namespace)
+        if self._pending:
+            self._pending.discard(kind)
+            if not self._pending:
+                self._complete()
+
+    def changed(self, kind: str, event_type: str, body: Mapping[str, Any]) -> None:
+        """A watch event (``ADDED``, ``MODIFIED``, ``DELETED``)."""
+        meta = body.get("metadata") or {}
+        if kind == NAMESPACE_KIND:
+            name = str(meta.get("name") or "")
+            if event_type == "DELETED":
+                self._inventory.remove_namespace(name)
+                self._namespace_gone(name)
+                return
+            if self._inventory.update_namespace(body):
+                self._queue(name)
+            if self._seen is not None:
+                self._seen(name, dict(meta.get("labels") or {}))
+            return
+        managed = self._kinds.get(kind)
+        namespace = str(meta.get("namespace") or "")
+        if managed is None or not namespace:
+            return
+        if event_type == "DELETED":
+            self._inventory.remove_object(managed, namespace)
+            self._queue(namespace)
+        elif self._inventory.put_object(managed, body, watched=True):
+            self._queue(namespace)
+
+    def _namespace_gone(self, name: str) -> None:
+        self._queue(name)  # its leftovers in our bookkeeping are dropped by the reconcile
+        if self._gone is not None:
+            self._gone(name)
 
 
 # --------------------------------------------------------------------------- reconcile
@@ -413,6 +531,7 @@ class HardeningService:
         self.retry_later: Callable[[str], None] | None = None
         # Names of NamespaceHardened Events found at the after-restart check (listed once).
         self._posted_before: set[str] | None = None
+        self._posted_lock = threading.Lock()
         self._executor = executor
         self._inventory = inventory
         self._policies = policies
@@ -641,11 +760,13 @@ class HardeningService:
             newest = when if newest is None or when > newest else newest
         if newest is None or self._wall_clock() - newest > ANNOUNCE_CHECK_WINDOW:
             return
-        with self._lock:
+        # One LIST for every namespace of the first pass, not a GET each; the reconcile
+        # workers that need it meanwhile wait for that one (32 concurrent LISTs of every
+        # NamespaceHardened Event made a restart after a mass hardening peak at +70 MiB).
+        with self._posted_lock:
             posted = self._posted_before
-        if posted is None:  # one LIST for every namespace of the first pass, not a GET each
-            posted = self._gateway.event_names(reason=REASON_HARDENED)
-            with self._lock:
+            if posted is None:
+                posted = self._gateway.event_names(reason=REASON_HARDENED)
                 self._posted_before = posted
         if hardened_event_name(ns) not in posted:
             log.info("namespace-hardened-event-owed", namespace=ns.name, policy=policy)

@@ -263,8 +263,10 @@ class WorkloadService:
         await self._review(key)
         self._flush_status()
 
-    def listed(self, kind: str, bodies: list[Mapping[str, Any]]) -> None:
+    def listed(self, kind: str, bodies: list[Mapping[str, Any]], started: float = 0.0) -> None:
         """The complete set of objects of a kind (initial LIST, or a re-LIST after 410).
+        (``started``, when the LIST began, is not needed: only watch events, delivered
+        after the list, change this cache.)
 
         Objects of that kind not in it were deleted while we were not watching. Every
         listed object is reviewed again (a review that finds nothing changed writes
@@ -313,8 +315,8 @@ class WorkloadService:
     def source_ready(self, source: str) -> None:
         """One of the sources the first review waits for has its complete view.
 
-        The sources are the listed kinds and the namespace index (kopf's indexes are
-        complete when its first event handler runs). Reviewing before all of them are
+        The sources are the listed kinds and ``namespaces`` (every namespace listed and
+        kopf's policy index complete: ``handlers.runtime``). Reviewing before all of them are
         complete could mistake "not listed yet" for "compliant" (and write) or count a
         partial set into ``status.violations``.
         """
