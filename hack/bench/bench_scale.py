@@ -156,7 +156,8 @@ def violating_in(namespaces: int) -> int:
 
 
 def grow(kube: kube_api.Kube, *, namespaces: int, workers: int, distinct: bool = False) -> float:
-    """Make sure namespaces bench-0000..N-1 exist with 100 Pods each; seconds taken."""
+    """Make sure namespaces bench-0000..N-1 exist with their Pods (PODS_PER_NAMESPACE
+    each); seconds taken."""
     started = time.monotonic()
     existing = {
         n["metadata"]["name"]
@@ -547,6 +548,7 @@ def report(rows: list[dict[str, Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global PODS_PER_NAMESPACE  # the population's shape, read by grow() and measure()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pods", default="1000,5000,10000,20000", help="sizes, ascending")
     parser.add_argument("--workers", type=int, default=24, help="concurrent creates")
@@ -561,8 +563,16 @@ def main(argv: list[str] | None = None) -> int:
         help="every Pod its own image (nothing shared in the cache: memory's worst case); "
         "on a cluster without kept bench Pods",
     )
+    parser.add_argument(
+        "--per-namespace",
+        type=int,
+        default=PODS_PER_NAMESPACE,
+        help="Pods per namespace (10: ten times the namespaces to harden); on a cluster "
+        "without kept bench Pods",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    PODS_PER_NAMESPACE = args.per_namespace
     args.latency_at = {int(x) for x in args.latency_at.split(",") if x}
     sizes = [int(x) for x in args.pods.split(",")]
 
