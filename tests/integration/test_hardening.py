@@ -357,3 +357,16 @@ async def test_deleted_policy_unhardens_and_the_next_policy_takes_over(
         return bool(np) and np["metadata"]["labels"]["kube-guardrails.io/policy"] == "second"
 
     await eventually(governed_by_second, what="second policy took over team-m")
+
+
+async def test_with_no_policy_at_all_the_caches_sync_and_a_new_policy_applies(
+    emulator: kmock_support.GuardrailsEmulator, api: Api, operator: Operator
+) -> None:
+    """No GuardrailPolicy, so kopf runs no event handler: the start-up LIST of policies
+    finds that out and the queues start (the health endpoint says synced)."""
+    await create(api, "/api/v1/namespaces", namespace("team-n"))
+    await eventually(lambda: operator.memo.get("runtime") is not None, what="startup")
+    await eventually(lambda: operator.memo.runtime.queue.started, what="caches synced")
+    assert operator.memo.runtime.report()["hardening"]["synced"] is True
+    await create(api, POLICY_PATH, policy())
+    await eventually(lambda: hardened(emulator, "team-n"), what="team-n hardened")
