@@ -479,7 +479,9 @@ def test_object_with_our_name_but_not_ours_is_reported(scenario: Scenario) -> No
 
 def test_forged_annotations_and_owners_do_not_stop_an_eviction(scenario: Scenario) -> None:
     """Issue 9: a copied violations annotation with since in 2999, a DaemonSet owner of
-    another API group, and a Node owner without the kubelet's mirror annotation."""
+    another API group, and a Node owner without the kubelet's mirror annotation. Red
+    team: the mirror annotation itself, which the API server accepts from any Pod
+    creator (with spec.nodeName), without the Node owner the kubelet writes."""
     ns = scenario.namespace("forge")["metadata"]["name"]
     policy = scenario.workload_policy("forge", enforce_checks(grace=5))  # Audit for now
     name = policy["metadata"]["name"]
@@ -509,6 +511,10 @@ def test_forged_annotations_and_owners_do_not_stop_an_eviction(scenario: Scenari
             {"apiVersion": "v1", "kind": "Node", "name": meta["name"], "uid": meta["uid"]}
         ]
         pods.append(fake_static)
+        fake_mirror = privileged_pod(scenario, ns, "fake-mirror")
+        fake_mirror["metadata"]["annotations"] = {"kubernetes.io/config.mirror": "forged"}
+        fake_mirror["spec"]["nodeName"] = meta["name"]
+        pods.append(fake_mirror)
     created = [scenario.create(kube_api.pods(ns), p) for p in pods]
     for pod in created:
         scenario.wait_annotated(pod)

@@ -517,6 +517,17 @@ async def test_violation_annotations_are_output_only(since: str) -> None:
     assert [r.name for r in world.gateway.evictions] == ["web"]
 
 
+def _node_owner(**changes: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "name": "n1",
+        "uid": "n1-uid",
+        "controller": True,
+        **changes,
+    }
+
+
 def _ds_owner(**changes: Any) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
@@ -529,25 +540,34 @@ def _ds_owner(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("owners", "evicted"),
+    ("owners", "mirror", "evicted"),
     [
-        pytest.param([_ds_owner()], False, id="real-daemonset"),
-        pytest.param([_ds_owner(uid="other")], True, id="daemonset-uid-mismatch"),
-        pytest.param([_ds_owner(name="missing")], True, id="daemonset-missing"),
-        pytest.param([_ds_owner(apiVersion="example.com/v1")], True, id="fake-group"),
-        pytest.param([_ds_owner(controller=False)], True, id="not-controller"),
+        pytest.param([_ds_owner()], False, False, id="real-daemonset"),
+        pytest.param([_ds_owner(uid="other")], False, True, id="daemonset-uid-mismatch"),
+        pytest.param([_ds_owner(name="missing")], False, True, id="daemonset-missing"),
+        pytest.param([_ds_owner(apiVersion="example.com/v1")], False, True, id="fake-group"),
+        pytest.param([_ds_owner(controller=False)], False, True, id="not-controller"),
         pytest.param(
-            [{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "n", "controller": True}],
-            True,
-            id="node-owner-without-mirror-annotation",
+            [_node_owner(uid="n")], False, True, id="node-owner-without-mirror-annotation"
         ),
+        # A mirror-Pod claim (the annotation any Pod creator may set, plus a Node owner)
+        # spares the Pod only when that Node exists with that uid.
+        pytest.param([_node_owner()], True, False, id="mirror-real-node"),
+        pytest.param([_node_owner(uid="forged")], True, True, id="mirror-uid-mismatch"),
+        pytest.param([_node_owner(name="n2")], True, True, id="mirror-node-missing"),
+        pytest.param([], True, True, id="mirror-annotation-alone"),
     ],
 )
-async def test_protected_owners_are_verified(owners: list[dict[str, Any]], evicted: bool) -> None:
+async def test_protected_owners_are_verified(
+    owners: list[dict[str, Any]], mirror: bool, evicted: bool
+) -> None:
     world = World(fakes.policy(mode="Enforce", grace=0))
     world.gateway.daemonsets[("team-a", "d")] = "ds-uid"
+    world.gateway.nodes["n1"] = "n1-uid"
     body = fakes.privileged(fakes.compliant_pod())
     body["metadata"]["ownerReferences"] = owners
+    if mirror:
+        body["metadata"]["annotations"] = {"kubernetes.io/config.mirror": "x"}
     await world.apply(body)
     await world.tick(3600)
     assert bool(world.gateway.evictions) is evicted
@@ -585,10 +605,6 @@ async def test_only_enforce_mode_and_enforce_action_evict(mode: str, action: str
 @pytest.mark.parametrize(
     "tweak",
     [
-        pytest.param(
-            lambda b: b["metadata"].update(annotations={"kubernetes.io/config.mirror": "x"}),
-            id="mirror",
-        ),
         pytest.param(
             lambda b: b["metadata"].update(namespace="kube-guardrails-system"),
             id="operator-namespace",

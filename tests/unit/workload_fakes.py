@@ -53,6 +53,9 @@ class FakeGateway:
         # (namespace, name) -> uid of the DaemonSets that exist; lookups made.
         self.daemonsets: dict[tuple[str, str], str] = {}
         self.daemonset_lookups = 0
+        # name -> uid of the Nodes that exist (mirror-Pod claims are checked against them).
+        self.nodes: dict[str, str] = {}
+        self.node_lookups = 0
         # Stamps posted Events (set it to the service's clock); LISTs of Events made.
         self.clock: Callable[[], datetime.datetime] = lambda: T0
         self.event_lists: list[str] = []
@@ -131,6 +134,10 @@ class FakeGateway:
     async def daemonset_uid(self, *, namespace: str, name: str) -> str | None:
         self.daemonset_lookups += 1
         return self.daemonsets.get((namespace, name))
+
+    async def node_uid(self, *, name: str) -> str | None:
+        self.node_lookups += 1
+        return self.nodes.get(name)
 
     def reasons(self) -> list[str]:
         return [e.reason for e in self.events]
