@@ -316,6 +316,33 @@ async def test_failed_write_posts_no_event_and_is_retried() -> None:
     assert world.gateway.reasons() == ["GuardrailViolation"]
 
 
+async def test_annotations_with_no_room_for_ours_neither_stop_eviction_nor_loop() -> None:
+    """Red team: a workload owner fills the 256 KiB of annotations, so the API server
+    refuses the violations annotation (422). The Pod is evicted after the grace period
+    all the same, the developer gets the Event, and the write is not tried again while
+    the annotations stay as they are (it was retried every 10 s, forever)."""
+    world = World(fakes.policy(mode="Enforce", grace=60))
+    world.gateway.annotation_limit = 1000
+    body = fakes.privileged(fakes.compliant_pod())
+    body["metadata"]["annotations"] = {"filler": "x" * 990}
+    await world.apply(body)
+    for _ in range(5):
+        await world.tick(11)
+        await world.redeliver(body)  # e.g. status updates of the Pod
+    assert world.gateway.refused_patches == 1
+    assert world.gateway.reasons() == ["GuardrailViolation"]
+    assert ANN not in annotations(world.current(body))
+    assert world.gateway.evictions == []
+    # Room made: the change of the annotations gets ours written.
+    roomy = world.current(body)
+    roomy["metadata"]["annotations"] = {"filler": "x"}
+    await world.apply(roomy)
+    assert ANN in annotations(world.current(body))
+    assert world.gateway.refused_patches == 1
+    await world.tick(5)
+    assert [r.name for r in world.gateway.evictions] == ["web"]
+
+
 @pytest.mark.parametrize(
     "fault",
     [

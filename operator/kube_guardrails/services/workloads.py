@@ -63,6 +63,7 @@ from kube_guardrails import (
     violations,
 )
 from kube_guardrails.checks import engine
+from kube_guardrails.k8s import client as k8s_client
 from kube_guardrails.model import policy as policy_model
 from kube_guardrails.services import enforcement
 from kube_guardrails.services import policies as policy_store
@@ -115,6 +116,14 @@ MAX_OWNER_DEPTH = 2
 # owed was in its memory only). Older sets are not looked up (their Events were posted
 # or lost long ago, and the API server keeps Events for an hour only).
 ANNOUNCE_CHECK_WINDOW = datetime.timedelta(minutes=10)
+
+
+def _refusal(body: Mapping[str, Any], fingerprint: str | None) -> tuple[str, str | None, int]:
+    """What a refused annotation write is remembered by (see ``_refused``)."""
+    meta = body.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    size = sum(len(str(k)) + len(str(v)) for k, v in annotations.items())
+    return str(meta.get("uid") or ""), fingerprint, size
 
 
 class Gateway(enforcement.EvictionGateway, Protocol):
@@ -218,6 +227,11 @@ class WorkloadService:
         # that may still have applied it, e.g. a timeout). Posted on a later review
         # that finds that annotation, so an outage never loses a violation's Event.
         self._owed_events: dict[Key, str] = {}
+        # Annotation writes the API server refused as invalid (422: a workload owner can
+        # fill the 256 KiB of annotations so that ours cannot fit), by (uid, fingerprint,
+        # size of the annotations): not tried again until the annotations change, and
+        # the violation's Event is posted without the annotation.
+        self._refused: dict[Key, tuple[str, str | None, int]] = {}
         # First pass only: per namespace, the LIST of when our violation Events were
         # posted, by uid (a task: the reviews in that namespace share one request).
         self._announced: dict[str, asyncio.Task[Mapping[str, datetime.datetime]]] = {}
@@ -369,6 +383,7 @@ class WorkloadService:
         self._dirty.discard(key)
         self._retry.pop(key, None)
         self._owed_events.pop(key, None)
+        self._refused.pop(key, None)
         waiting = self._waiting_for_namespace.get(key[1])
         if waiting is not None:
             waiting.discard(key)
@@ -639,19 +654,29 @@ class WorkloadService:
                 }
                 if not changed:
                     values = {violations.ANNOTATION_SINCE: violations.format_time(now)}
-                if speaks:
-                    # Owed until posted: a failed patch may still have been applied.
-                    self._owed_events[key] = desired
-                elif changed:
-                    self._owed_events.pop(key, None)
-                patched = await self._patch(
-                    key, body, values, fingerprint=desired, since=since, now=now
-                )
-                if not patched:
-                    return
-                if speaks:
+                refusal = _refusal(body, desired)
+                if self._refused.get(key) == refusal:
+                    patched = False  # refused as it is: its Event is posted already
+                else:
+                    if speaks:
+                        # Owed until posted: a failed patch may still have been applied.
+                        self._owed_events[key] = desired
+                    elif changed:
+                        self._owed_events.pop(key, None)
+                    patched = await self._patch(
+                        key, body, values, fingerprint=desired, since=since, now=now
+                    )
+                    if not patched and self._refused.get(key) == refusal:
+                        # The annotation can never be written to this object as it is:
+                        # the developer still gets the Event.
+                        self._owed_events.pop(key, None)
+                        if speaks and changed:
+                            await self._post_violation(key, body, verdict, items, matched, now)
+                # Whether or not the annotation could be written, enforcement goes on
+                # (below): it never depends on a write the workload owner can make fail.
+                if patched and speaks:
                     await self._post_violation(key, body, verdict, items, matched, now)
-                if changed:
+                if patched and changed:
                     log.info(
                         "workload-violations-changed",
                         kind=key[0],
@@ -764,6 +789,18 @@ class WorkloadService:
         try:
             patched = await self._gateway.patch_annotations(ref, annotations)
         except Exception as e:  # outage, 409 (uid changed), 5xx: look again later, no Event
+            if isinstance(e, k8s_client.ApiError) and e.status == 422:
+                # Invalid: the object's annotations leave no room for ours. Retrying
+                # cannot help until they change (the watch event brings the object back).
+                self._refused[key] = _refusal(body, fingerprint)
+                log.warning(
+                    "annotation-write-refused",
+                    kind=key[0],
+                    namespace=key[1],
+                    name=key[2],
+                    error=str(e),
+                )
+                return False
             log.warning(
                 "annotation-write-failed", kind=key[0], namespace=key[1], name=key[2], error=str(e)
             )
