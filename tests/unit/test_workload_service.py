@@ -333,14 +333,23 @@ async def test_annotations_with_no_room_for_ours_neither_stop_eviction_nor_loop(
     assert world.gateway.reasons() == ["GuardrailViolation"]
     assert ANN not in annotations(world.current(body))
     assert world.gateway.evictions == []
-    # Room made: the change of the annotations gets ours written.
+    await world.tick(5)
+    assert [r.name for r in world.gateway.evictions] == ["web"]
+
+
+async def test_a_refused_annotation_is_written_once_room_is_made() -> None:
+    world = World(fakes.policy())
+    world.gateway.annotation_limit = 1000
+    body = fakes.privileged(fakes.deployment())
+    body["metadata"]["annotations"] = {"filler": "x" * 990}
+    await world.apply(body)
     roomy = world.current(body)
     roomy["metadata"]["annotations"] = {"filler": "x"}
     await world.apply(roomy)
-    assert ANN in annotations(world.current(body))
-    assert world.gateway.refused_patches == 1
-    await world.tick(5)
-    assert [r.name for r in world.gateway.evictions] == ["web"]
+    assert world.gateway.refused_patches == 1  # the cache does not see the room made
+    await world.tick(workloads.REFUSED_RETRY.total_seconds())
+    assert annotations(world.current(body))[ANN] == "baseline/privileged(app)"
+    assert world.gateway.reasons() == ["GuardrailViolation"]  # not posted a second time
 
 
 @pytest.mark.parametrize(

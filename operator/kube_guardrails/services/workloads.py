@@ -108,6 +108,8 @@ REVIEW_CONCURRENCY = 64
 # own watch stream, so a Pod's event can come first; the wait is a few milliseconds
 # normally and bounded when the owner never shows up (deleted meanwhile).
 OWNER_WAIT = datetime.timedelta(seconds=10)
+# How often an annotation write refused as invalid (no room left, 422) is tried again.
+REFUSED_RETRY = datetime.timedelta(minutes=10)
 # Pod -> ReplicaSet -> Deployment, Pod -> Job -> CronJob: two links at most.
 MAX_OWNER_DEPTH = 2
 # The first pass after this replica starts writing looks for the Event of every
@@ -116,14 +118,6 @@ MAX_OWNER_DEPTH = 2
 # owed was in its memory only). Older sets are not looked up (their Events were posted
 # or lost long ago, and the API server keeps Events for an hour only).
 ANNOUNCE_CHECK_WINDOW = datetime.timedelta(minutes=10)
-
-
-def _refusal(body: Mapping[str, Any], fingerprint: str | None) -> tuple[str, str | None, int]:
-    """What a refused annotation write is remembered by (see ``_refused``)."""
-    meta = body.get("metadata") or {}
-    annotations = meta.get("annotations") or {}
-    size = sum(len(str(k)) + len(str(v)) for k, v in annotations.items())
-    return str(meta.get("uid") or ""), fingerprint, size
 
 
 class Gateway(enforcement.EvictionGateway, Protocol):
@@ -228,10 +222,11 @@ class WorkloadService:
         # that finds that annotation, so an outage never loses a violation's Event.
         self._owed_events: dict[Key, str] = {}
         # Annotation writes the API server refused as invalid (422: a workload owner can
-        # fill the 256 KiB of annotations so that ours cannot fit), by (uid, fingerprint,
-        # size of the annotations): not tried again until the annotations change, and
-        # the violation's Event is posted without the annotation.
-        self._refused: dict[Key, tuple[str, str | None, int]] = {}
+        # fill the 256 KiB of annotations so that ours cannot fit): (uid, fingerprint) and
+        # when. Tried again only every REFUSED_RETRY (the cache keeps none of the other
+        # annotations, so it cannot tell when room is made); the violation's Event is
+        # posted once, without the annotation.
+        self._refused: dict[Key, tuple[str, str | None, datetime.datetime]] = {}
         # First pass only: per namespace, the LIST of when our violation Events were
         # posted, by uid (a task: the reviews in that namespace share one request).
         self._announced: dict[str, asyncio.Task[Mapping[str, datetime.datetime]]] = {}
@@ -654,9 +649,10 @@ class WorkloadService:
                 }
                 if not changed:
                     values = {violations.ANNOTATION_SINCE: violations.format_time(now)}
-                refusal = _refusal(body, desired)
-                if self._refused.get(key) == refusal:
-                    patched = False  # refused as it is: its Event is posted already
+                refused = self._refused.get(key)
+                known = refused is not None and refused[:2] == (uid, desired)
+                if known and refused is not None and now - refused[2] < REFUSED_RETRY:
+                    patched = False  # refused lately: its Event is posted already
                 else:
                     if speaks:
                         # Owed until posted: a failed patch may still have been applied.
@@ -666,15 +662,17 @@ class WorkloadService:
                     patched = await self._patch(
                         key, body, values, fingerprint=desired, since=since, now=now
                     )
-                    if not patched and self._refused.get(key) == refusal:
-                        # The annotation can never be written to this object as it is:
-                        # the developer still gets the Event.
+                    if not patched and key in self._refused:
+                        # No room for the annotation on this object: the developer still
+                        # gets the Event (once per violation set).
                         self._owed_events.pop(key, None)
-                        if speaks and changed:
+                        if speaks and changed and not known:
                             await self._post_violation(key, body, verdict, items, matched, now)
+                    elif patched:
+                        self._refused.pop(key, None)
                 # Whether or not the annotation could be written, enforcement goes on
                 # (below): it never depends on a write the workload owner can make fail.
-                if patched and speaks:
+                if patched and speaks and not known:
                     await self._post_violation(key, body, verdict, items, matched, now)
                 if patched and changed:
                     log.info(
@@ -792,7 +790,8 @@ class WorkloadService:
             if isinstance(e, k8s_client.ApiError) and e.status == 422:
                 # Invalid: the object's annotations leave no room for ours. Retrying
                 # cannot help until they change (the watch event brings the object back).
-                self._refused[key] = _refusal(body, fingerprint)
+                self._refused[key] = (ref.uid or "", fingerprint, now)
+                self._retry[key] = now + REFUSED_RETRY
                 log.warning(
                     "annotation-write-refused",
                     kind=key[0],
