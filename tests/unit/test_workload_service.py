@@ -177,6 +177,39 @@ async def test_hand_edited_annotation_is_rewritten_in_canonical_form() -> None:
     assert annotations(stored)[ANN] == "baseline/privileged(app)"
 
 
+@pytest.mark.parametrize(
+    "copied",
+    [
+        pytest.param({ANN: "baseline/privileged(app)"}, id="violations-only"),
+        pytest.param(
+            {ANN: "baseline/privileged(app)", SINCE: "2026-11-23T11:00:00Z"}, id="with-since"
+        ),
+    ],
+)
+async def test_a_new_object_with_our_annotation_copied_still_gets_its_event(
+    copied: dict[str, str],
+) -> None:
+    """Red team: a workload owner creates a violating Pod with the operator's own
+    violations text, so that its set looks recorded and announced already: it got no
+    GuardrailViolation Event. An object that arrives after the first pass with our
+    annotation cannot carry one the operator wrote: it is rewritten and announced."""
+    world = World(fakes.policy())
+    service = await world.restart(0)  # a process past its first full pass
+    bad = fakes.privileged(fakes.compliant_pod())
+    bad["metadata"]["annotations"] = dict(copied)
+    service.changed("Pod", "ADDED", world.gateway.put(bad))
+    await service.run_due()
+    assert world.gateway.reasons() == ["GuardrailViolation"]
+    assert annotations(world.current(bad)) == {
+        ANN: "baseline/privileged(app)",
+        SINCE: "2026-11-23T12:00:00Z",
+    }
+    # Once: its own watch event (our write) and a resync say nothing more.
+    service.changed("Pod", "MODIFIED", world.current(bad))
+    await service.run_due()
+    assert world.gateway.reasons() == ["GuardrailViolation"]
+
+
 async def test_lost_since_is_restored_without_an_event() -> None:
     world = World(fakes.policy())
     bad = fakes.privileged(fakes.compliant_pod())

@@ -227,6 +227,11 @@ class WorkloadService:
         # annotations, so it cannot tell when room is made); the violation's Event is
         # posted once, without the annotation.
         self._refused: dict[Key, tuple[str, str | None, datetime.datetime]] = {}
+        # Objects that arrived after the first pass already carrying our violations
+        # annotation: not written by the operator (it writes only after it has seen an
+        # object), so by the workload owner, e.g. copied from the operator's text so that
+        # the set looks announced. Their Event is posted all the same.
+        self._copied: set[Key] = set()
         # First pass only: per namespace, the LIST of when our violation Events were
         # posted, by uid (a task: the reviews in that namespace share one request).
         self._announced: dict[str, asyncio.Task[Mapping[str, datetime.datetime]]] = {}
@@ -255,6 +260,7 @@ class WorkloadService:
         self._pending_sources = set(wait_for)
         self._synced = not self._pending_sources
         self._first_pass = False  # the first full review after sync is still running
+        self._first_pass_done = False  # objects arriving later are new to the cluster
         self._concurrency = max(1, review_concurrency)
         self._wake: asyncio.Event | None = None
         self.writes = 0  # annotation patches done (probe, benchmark, tests)
@@ -267,6 +273,7 @@ class WorkloadService:
         if body.get("kind") not in KINDS:
             return
         key = key_of(body)
+        self._arrived(key, self._objects.get(key), body)
         self._objects[key] = body
         self._owner_arrived(key)
         await self._review(key)
@@ -300,6 +307,7 @@ class WorkloadService:
             self._flush_status()
             return
         old = self._objects.get(key)
+        self._arrived(key, old, body)
         self._objects[key] = body
         self._owner_arrived(key)
         if old is not None and same_content(old, body):
@@ -309,6 +317,14 @@ class WorkloadService:
             return
         self._dirty.add(key)
         self._poke()
+
+    def _arrived(self, key: Key, old: Mapping[str, Any] | None, body: Mapping[str, Any]) -> None:
+        """Note a new object that carries our violations annotation already (``_copied``)."""
+        if old is not None or not self._first_pass_done or key in self._written:
+            return
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        if violations.ANNOTATION_VIOLATIONS in annotations:
+            self._copied.add(key)
 
     def _owner_arrived(self, key: Key) -> None:
         """A controller is cached now: Pods that waited for it are reviewed again."""
@@ -379,6 +395,7 @@ class WorkloadService:
         self._retry.pop(key, None)
         self._owed_events.pop(key, None)
         self._refused.pop(key, None)
+        self._copied.discard(key)
         waiting = self._waiting_for_namespace.get(key[1])
         if waiting is not None:
             waiting.discard(key)
@@ -492,6 +509,7 @@ class WorkloadService:
         self._owner_items.clear()  # a per-pass memo: owners change between passes
         if self._first_pass:
             self._first_pass = False
+            self._first_pass_done = True
             self._announced.clear()
             log.info("workloads-reviewed", objects=len(self._objects), writes=self.writes)
         self._flush_status()
@@ -591,6 +609,8 @@ class WorkloadService:
         annotations = meta.get("annotations") or {}
         written = self._written.get(key)
         recorded = violations.annotation_fingerprint(annotations)
+        if items and key in self._copied:
+            recorded = None  # not ours (see _copied): as if absent, so written and announced
         # Output only: whether to write the since annotation, never when to evict (the
         # enforcer keeps its own clock; anyone may edit an annotation).
         since = violations.parse_since(annotations)
@@ -806,6 +826,7 @@ class WorkloadService:
             self._retry[key] = now + RETRY_AFTER
             return False
         self.writes += 1
+        self._copied.discard(key)
         if patched is None:  # deleted meanwhile: the DELETED event will clean up
             self._objects.pop(key, None)
             return False
