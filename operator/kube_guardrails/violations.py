@@ -8,7 +8,7 @@ write the annotation and post an Event again). A second annotation,
 seen. Both are output only for enforcement: anyone who may edit the workload may write
 them, so nothing here reads them to decide whether or when a Pod is evicted (the grace
 period counts from the operator's own memory, ``services.enforcement``), and "protected"
-owners are only those the API server vouches for (:func:`protected`,
+owners are only those verified to exist (:func:`protected`, :func:`claimed_mirror`,
 :func:`claimed_daemonset`).
 
 Annotation format (documented in the README; stable, tests pin it)::
@@ -322,13 +322,19 @@ def protected(
     pod: Mapping[str, Any],
     *,
     operator_namespace: str,
+    node_verified: bool | None = None,
 ) -> str | None:
     """Why this Pod must never be evicted whatever the policy says; None if it may be.
 
-    * mirror Pods of static Pods, by the annotation ``kubernetes.io/config.mirror`` that
-      the kubelet sets (the API server refuses adding or removing it on update, and the
-      kubelet recreates them from a file, so eviction only makes noise). An
-      ownerReference to a Node does not count by itself: anyone can write one;
+    * mirror Pods of static Pods, as the kubelet creates them (:func:`claimed_mirror`:
+      the annotation ``kubernetes.io/config.mirror``, which the API server refuses adding
+      or removing on update, and a controller reference to its Node); the kubelet
+      recreates them from a file, so eviction only makes noise. The annotation alone
+      does not count: the API server accepts it from anyone who may create Pods (with
+      ``spec.nodeName`` set), and neither does a Node owner without it.
+      ``node_verified``: whether that Node was looked up and exists with that uid (the
+      enforcer looks it up; False: a forged claim, the Pod may be evicted); None, not
+      looked up (``plan``, which reads no Nodes, believes a complete claim);
     * the operator's own Pods, i.e. every Pod in the operator's namespace: it must not
       remove itself. A label alone is not trusted: any developer could put it on a Pod
       to escape Enforce;
@@ -339,8 +345,7 @@ def protected(
     written by whoever creates the Pod.
     """
     meta = _mapping(pod.get("metadata"))
-    annotations = _mapping(meta.get("annotations"))
-    if MIRROR_ANNOTATION in annotations:
+    if claimed_mirror(pod) is not None and node_verified is not False:
         return "mirror Pod (managed by the kubelet)"
     if meta.get("namespace") == operator_namespace:
         return "the operator's own Pod"
@@ -349,6 +354,32 @@ def protected(
     phase = _mapping(pod.get("status")).get("phase")
     if phase in ("Succeeded", "Failed"):
         return f"completed ({phase})"
+    return None
+
+
+def claimed_mirror(pod: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(name, uid)`` of the Node whose mirror Pod this Pod says it is, or None.
+
+    What the kubelet writes on a mirror Pod (and the NodeRestriction admission plugin
+    requires of it): the annotation :data:`MIRROR_ANNOTATION` and a controller reference
+    ``apiVersion: v1, kind: Node`` naming its node with that Node's uid. Whether that
+    Node exists with that uid is for the caller to check: a namespace user can write
+    both (only a real Node's uid is not theirs to read).
+    """
+    meta = _mapping(pod.get("metadata"))
+    if MIRROR_ANNOTATION not in _mapping(meta.get("annotations")):
+        return None
+    owners = meta.get("ownerReferences")
+    for owner in owners if isinstance(owners, list) else []:
+        ref = _mapping(owner)
+        if (
+            ref.get("apiVersion") == "v1"
+            and ref.get("kind") == "Node"
+            and ref.get("controller") is True
+            and ref.get("name")
+            and ref.get("uid")
+        ):
+            return str(ref["name"]), str(ref["uid"])
     return None
 
 
@@ -416,14 +447,16 @@ def eviction_decision(
     now: datetime.datetime,
     recent_evictions: Iterable[datetime.datetime],
     operator_namespace: str,
+    node_verified: bool | None = None,
 ) -> Decision:
     """What ``policy`` does about this Pod now: evict, wait until a time, or never.
 
     ``findings`` are the Pod's attributed findings (all policies; this one's are
     picked); ``since`` is when the operator first observed this Pod violating an
     Enforce-action check of this policy (its own memory, never an annotation).
+    ``node_verified``: see :func:`protected`.
     """
-    reason = protected(pod, operator_namespace=operator_namespace)
+    reason = protected(pod, operator_namespace=operator_namespace, node_verified=node_verified)
     if reason is not None:
         return Never(reason=reason)
     namespace = str(_mapping(pod.get("metadata")).get("namespace") or "")

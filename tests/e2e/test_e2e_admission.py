@@ -479,7 +479,9 @@ def test_object_with_our_name_but_not_ours_is_reported(scenario: Scenario) -> No
 
 def test_forged_annotations_and_owners_do_not_stop_an_eviction(scenario: Scenario) -> None:
     """Issue 9: a copied violations annotation with since in 2999, a DaemonSet owner of
-    another API group, and a Node owner without the kubelet's mirror annotation."""
+    another API group, and a Node owner without the kubelet's mirror annotation. Red
+    team: the mirror annotation itself, which the API server accepts from any Pod
+    creator (with spec.nodeName), without the Node owner the kubelet writes."""
     ns = scenario.namespace("forge")["metadata"]["name"]
     policy = scenario.workload_policy("forge", enforce_checks(grace=5))  # Audit for now
     name = policy["metadata"]["name"]
@@ -509,6 +511,10 @@ def test_forged_annotations_and_owners_do_not_stop_an_eviction(scenario: Scenari
             {"apiVersion": "v1", "kind": "Node", "name": meta["name"], "uid": meta["uid"]}
         ]
         pods.append(fake_static)
+        fake_mirror = privileged_pod(scenario, ns, "fake-mirror")
+        fake_mirror["metadata"]["annotations"] = {"kubernetes.io/config.mirror": "forged"}
+        fake_mirror["spec"]["nodeName"] = meta["name"]
+        pods.append(fake_mirror)
     created = [scenario.create(kube_api.pods(ns), p) for p in pods]
     for pod in created:
         scenario.wait_annotated(pod)
@@ -517,6 +523,34 @@ def test_forged_annotations_and_owners_do_not_stop_an_eviction(scenario: Scenari
     for pod in created:
         scenario.wait(lambda p=pod: scenario.evicted(p), f"{e2e_scenario.describe(pod)} evicted")
         assert scenario.events(pod["metadata"]["uid"], e2e_scenario.GUARDRAIL_EVICTION), pod
+
+
+# The API server's cap on the total size of one object's annotations (keys and values).
+ANNOTATIONS_CAP = 256 * 1024
+
+
+def test_annotations_filled_to_the_cap_do_not_stop_an_eviction(scenario: Scenario) -> None:
+    """Red team: the workload owner fills the 256 KiB the API server allows for an
+    object's annotations, leaving no room for the violations annotation (its patch is
+    refused, 422). The developer still gets the Warning Event, and once the policy
+    enforces, the Pod is evicted (it was never tracked: no eviction, ever, and the
+    refused patch was retried every 10 s)."""
+    ns = scenario.namespace("full")["metadata"]["name"]
+    policy = scenario.workload_policy("full", enforce_checks(grace=5))  # Audit for now
+    pod = privileged_pod(scenario, ns, "full")
+    # 40 bytes left: too few for ours (two keys of 30+ characters), and the Pod sets its
+    # own resources so that no LimitRange adds an annotation on creation.
+    filler = ANNOTATIONS_CAP - len("filler") - 40
+    pod["metadata"]["annotations"] = {"filler": "x" * filler}
+    created = scenario.create(kube_api.pods(ns), pod)
+    uid = created["metadata"]["uid"]
+    scenario.wait(
+        lambda: scenario.events(uid, e2e_scenario.GUARDRAIL_VIOLATION) or None,
+        "the violation's Warning Event, without the annotation",
+    )
+    assert ANN not in scenario.kube.get(kube_api.pods(ns, "full"))["metadata"]["annotations"]
+    scenario.patch_policy(policy["metadata"]["name"], {"mode": "Enforce"})
+    scenario.wait(lambda: scenario.evicted(created), f"{e2e_scenario.describe(created)} evicted")
 
 
 def test_huge_annotation_does_not_stall_reviews(scenario: Scenario) -> None:

@@ -93,6 +93,7 @@ def decide(
     since: datetime.datetime = T0,
     now: datetime.datetime = LATER,
     recent: tuple[datetime.datetime, ...] = (),
+    node_verified: bool | None = None,
 ) -> violations.Decision:
     return violations.eviction_decision(
         the_pod if the_pod is not None else pod(),
@@ -102,22 +103,25 @@ def decide(
         now=now,
         recent_evictions=recent,
         operator_namespace=OPERATOR_NS,
+        node_verified=node_verified,
     )
 
 
+MIRROR = {"kubernetes.io/config.mirror": "abc"}
+NODE_OWNER = {"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "n1-uid", "controller": True}
+
 NEVER_CASES = [
+    # As the kubelet writes a mirror Pod: the annotation and a controller reference to its
+    # Node. Not looked up (plan) or looked up and found: spared.
     pytest.param(
-        {"the_pod": pod(annotations={"kubernetes.io/config.mirror": "abc"})}, "mirror", id="mirror"
+        {"the_pod": pod(annotations=MIRROR, owners=[NODE_OWNER])},
+        "mirror",
+        id="mirror-pod-claim-not-looked-up",
     ),
     pytest.param(
-        {
-            "the_pod": pod(
-                annotations={"kubernetes.io/config.mirror": "abc"},
-                owners=[{"apiVersion": "v1", "kind": "Node", "name": "n1", "controller": True}],
-            )
-        },
+        {"the_pod": pod(annotations=MIRROR, owners=[NODE_OWNER]), "node_verified": True},
         "mirror",
-        id="real-mirror-pod-owned-by-node",
+        id="mirror-pod-node-verified",
     ),
     pytest.param({"the_pod": pod(namespace=OPERATOR_NS)}, "operator", id="operator-namespace"),
     pytest.param({"the_pod": pod(deleting=True)}, "terminating", id="terminating"),
@@ -196,6 +200,20 @@ def test_wait(kwargs: dict[str, Any], until: datetime.datetime, why: str) -> Non
             {"the_pod": pod(owners=[{"apiVersion": "v1", "kind": "Node", "name": "n1"}])},
             False,
             id="node-owner-without-mirror-annotation",
+        ),
+        # The mirror annotation is accepted from any user who may create a Pod (with
+        # spec.nodeName): alone, or with a Node owner the enforcer could not find, it
+        # protects nothing.
+        pytest.param({"the_pod": pod(annotations=MIRROR)}, False, id="mirror-annotation-alone"),
+        pytest.param(
+            {"the_pod": pod(annotations=MIRROR, owners=[{**NODE_OWNER, "controller": False}])},
+            False,
+            id="mirror-annotation-node-owner-not-controller",
+        ),
+        pytest.param(
+            {"the_pod": pod(annotations=MIRROR, owners=[NODE_OWNER]), "node_verified": False},
+            False,
+            id="mirror-claim-with-a-node-that-does-not-exist",
         ),
         pytest.param(
             {"the_pod": pod(owners=[{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "d"}])},

@@ -103,6 +103,7 @@ EXPECTED_RULES = {
     ("kube-guardrails.io", "guardrailpolicies"): {"list", "watch"},
     ("kube-guardrails.io", "guardrailpolicies/status"): {"patch"},
     ("", "namespaces"): {"list", "watch", "patch"},
+    ("", "nodes"): {"get"},
     ("networking.k8s.io", "networkpolicies"): {
         "get",
         "list",

@@ -453,8 +453,22 @@ ENFORCE = {"mode": "Enforce", **PRIVILEGED_ONLY}
         ),
         (
             ENFORCE,
-            pod("p", "team", privileged=True, annotations={"kubernetes.io/config.mirror": "x"}),
+            # As the kubelet writes one: the annotation and its Node as controller (plan
+            # reads no Nodes; the operator looks the Node up before sparing the Pod).
+            pod(
+                "p",
+                "team",
+                privileged=True,
+                annotations={"kubernetes.io/config.mirror": "x"},
+                owners=[{**owner("Node", "n1"), "apiVersion": "v1", "uid": "n1-uid"}],
+            ),
             (False, False, None, "mirror Pod (managed by the kubelet)"),
+        ),
+        (
+            ENFORCE,
+            # The annotation alone: any user who may create a Pod can set it.
+            pod("p", "team", privileged=True, annotations={"kubernetes.io/config.mirror": "x"}),
+            (True, False, 300, ""),
         ),
         (
             ENFORCE,
@@ -478,6 +492,7 @@ ENFORCE = {"mode": "Enforce", **PRIVILEGED_ONLY}
         "dry-run-no-grace",
         "daemonset-pod",
         "mirror-pod",
+        "mirror-annotation-alone",
         "node-owner-is-not-a-static-pod",
         "audit-mode",
         "audit-action",

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kube_guardrails import violations
 from kube_guardrails.checks import engine, registry
 from kube_guardrails.k8s import watch
 
@@ -73,6 +74,42 @@ def test_projection_drops_what_no_check_reads() -> None:
         },
         "status": {"phase": "Running"},
     }
+
+
+BIG = "x" * 250_000
+ANN = violations.ANNOTATION_VIOLATIONS
+SINCE = violations.ANNOTATION_SINCE
+MIRROR = "kubernetes.io/config.mirror"
+APPARMOR = "container.apparmor.security.beta.kubernetes.io/app"
+
+
+@pytest.mark.parametrize(
+    ("annotations", "kept"),
+    [
+        pytest.param({"filler": BIG, "team": "a"}, None, id="others-dropped"),
+        pytest.param({"kube-guardrails.io/other": BIG}, None, id="our-prefix-is-not-enough"),
+        pytest.param(
+            {ANN: "b/privileged(app)", SINCE: "2026-11-29T06:00:00Z", MIRROR: "m", "x": "y"},
+            {ANN: "b/privileged(app)", SINCE: "2026-11-29T06:00:00Z", MIRROR: "m"},
+            id="read-ones-kept",
+        ),
+        pytest.param(
+            {APPARMOR: "localhost/" + BIG}, {APPARMOR: "localhost/" + BIG[:1015]}, id="cut"
+        ),
+        pytest.param({ANN: BIG}, {ANN: BIG[:1025]}, id="ours-cut-still-not-ours"),
+    ],
+)
+def test_only_the_annotations_read_are_kept_and_bounded(
+    annotations: dict[str, str], kept: dict[str, str] | None
+) -> None:
+    """Red team: a workload owner may write 256 KiB of annotations on every object
+    (Deployments with zero replicas cost them nothing); the cache keeps only those read,
+    each cut to a length longer than any the operator writes or a check compares."""
+    pod = {"metadata": {"name": "p", "namespace": "n", "annotations": annotations}, "spec": {}}
+    assert watch.project_pod(pod)["metadata"].get("annotations") == kept
+    template = {"spec": {"template": pod}}
+    projected = watch.project_template_owner("Deployment", "apps/v1")(template)
+    assert projected["spec"]["template"]["metadata"].get("annotations") == kept
 
 
 def _pod(name: str, **security: Any) -> dict[str, Any]:

@@ -177,6 +177,39 @@ async def test_hand_edited_annotation_is_rewritten_in_canonical_form() -> None:
     assert annotations(stored)[ANN] == "baseline/privileged(app)"
 
 
+@pytest.mark.parametrize(
+    "copied",
+    [
+        pytest.param({ANN: "baseline/privileged(app)"}, id="violations-only"),
+        pytest.param(
+            {ANN: "baseline/privileged(app)", SINCE: "2026-11-23T11:00:00Z"}, id="with-since"
+        ),
+    ],
+)
+async def test_a_new_object_with_our_annotation_copied_still_gets_its_event(
+    copied: dict[str, str],
+) -> None:
+    """Red team: a workload owner creates a violating Pod with the operator's own
+    violations text, so that its set looks recorded and announced already: it got no
+    GuardrailViolation Event. An object that arrives after the first pass with our
+    annotation cannot carry one the operator wrote: it is rewritten and announced."""
+    world = World(fakes.policy())
+    service = await world.restart(0)  # a process past its first full pass
+    bad = fakes.privileged(fakes.compliant_pod())
+    bad["metadata"]["annotations"] = dict(copied)
+    service.changed("Pod", "ADDED", world.gateway.put(bad))
+    await service.run_due()
+    assert world.gateway.reasons() == ["GuardrailViolation"]
+    assert annotations(world.current(bad)) == {
+        ANN: "baseline/privileged(app)",
+        SINCE: "2026-11-23T12:00:00Z",
+    }
+    # Once: its own watch event (our write) and a resync say nothing more.
+    service.changed("Pod", "MODIFIED", world.current(bad))
+    await service.run_due()
+    assert world.gateway.reasons() == ["GuardrailViolation"]
+
+
 async def test_lost_since_is_restored_without_an_event() -> None:
     world = World(fakes.policy())
     bad = fakes.privileged(fakes.compliant_pod())
@@ -314,6 +347,42 @@ async def test_failed_write_posts_no_event_and_is_retried() -> None:
     await world.tick(workloads.RETRY_AFTER.total_seconds())
     assert annotations(world.current(body))[ANN] == "baseline/privileged(app)"
     assert world.gateway.reasons() == ["GuardrailViolation"]
+
+
+async def test_annotations_with_no_room_for_ours_neither_stop_eviction_nor_loop() -> None:
+    """Red team: a workload owner fills the 256 KiB of annotations, so the API server
+    refuses the violations annotation (422). The Pod is evicted after the grace period
+    all the same, the developer gets the Event, and the write is not tried again while
+    the annotations stay as they are (it was retried every 10 s, forever)."""
+    world = World(fakes.policy(mode="Enforce", grace=60))
+    world.gateway.annotation_limit = 1000
+    body = fakes.privileged(fakes.compliant_pod())
+    body["metadata"]["annotations"] = {"filler": "x" * 990}
+    await world.apply(body)
+    for _ in range(5):
+        await world.tick(11)
+        await world.redeliver(body)  # e.g. status updates of the Pod
+    assert world.gateway.refused_patches == 1
+    assert world.gateway.reasons() == ["GuardrailViolation"]
+    assert ANN not in annotations(world.current(body))
+    assert world.gateway.evictions == []
+    await world.tick(5)
+    assert [r.name for r in world.gateway.evictions] == ["web"]
+
+
+async def test_a_refused_annotation_is_written_once_room_is_made() -> None:
+    world = World(fakes.policy())
+    world.gateway.annotation_limit = 1000
+    body = fakes.privileged(fakes.deployment())
+    body["metadata"]["annotations"] = {"filler": "x" * 990}
+    await world.apply(body)
+    roomy = world.current(body)
+    roomy["metadata"]["annotations"] = {"filler": "x"}
+    await world.apply(roomy)
+    assert world.gateway.refused_patches == 1  # the cache does not see the room made
+    await world.tick(workloads.REFUSED_RETRY.total_seconds())
+    assert annotations(world.current(body))[ANN] == "baseline/privileged(app)"
+    assert world.gateway.reasons() == ["GuardrailViolation"]  # not posted a second time
 
 
 @pytest.mark.parametrize(
@@ -517,6 +586,17 @@ async def test_violation_annotations_are_output_only(since: str) -> None:
     assert [r.name for r in world.gateway.evictions] == ["web"]
 
 
+def _node_owner(**changes: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "name": "n1",
+        "uid": "n1-uid",
+        "controller": True,
+        **changes,
+    }
+
+
 def _ds_owner(**changes: Any) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
@@ -529,25 +609,34 @@ def _ds_owner(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("owners", "evicted"),
+    ("owners", "mirror", "evicted"),
     [
-        pytest.param([_ds_owner()], False, id="real-daemonset"),
-        pytest.param([_ds_owner(uid="other")], True, id="daemonset-uid-mismatch"),
-        pytest.param([_ds_owner(name="missing")], True, id="daemonset-missing"),
-        pytest.param([_ds_owner(apiVersion="example.com/v1")], True, id="fake-group"),
-        pytest.param([_ds_owner(controller=False)], True, id="not-controller"),
+        pytest.param([_ds_owner()], False, False, id="real-daemonset"),
+        pytest.param([_ds_owner(uid="other")], False, True, id="daemonset-uid-mismatch"),
+        pytest.param([_ds_owner(name="missing")], False, True, id="daemonset-missing"),
+        pytest.param([_ds_owner(apiVersion="example.com/v1")], False, True, id="fake-group"),
+        pytest.param([_ds_owner(controller=False)], False, True, id="not-controller"),
         pytest.param(
-            [{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "n", "controller": True}],
-            True,
-            id="node-owner-without-mirror-annotation",
+            [_node_owner(uid="n")], False, True, id="node-owner-without-mirror-annotation"
         ),
+        # A mirror-Pod claim (the annotation any Pod creator may set, plus a Node owner)
+        # spares the Pod only when that Node exists with that uid.
+        pytest.param([_node_owner()], True, False, id="mirror-real-node"),
+        pytest.param([_node_owner(uid="forged")], True, True, id="mirror-uid-mismatch"),
+        pytest.param([_node_owner(name="n2")], True, True, id="mirror-node-missing"),
+        pytest.param([], True, True, id="mirror-annotation-alone"),
     ],
 )
-async def test_protected_owners_are_verified(owners: list[dict[str, Any]], evicted: bool) -> None:
+async def test_protected_owners_are_verified(
+    owners: list[dict[str, Any]], mirror: bool, evicted: bool
+) -> None:
     world = World(fakes.policy(mode="Enforce", grace=0))
     world.gateway.daemonsets[("team-a", "d")] = "ds-uid"
+    world.gateway.nodes["n1"] = "n1-uid"
     body = fakes.privileged(fakes.compliant_pod())
     body["metadata"]["ownerReferences"] = owners
+    if mirror:
+        body["metadata"]["annotations"] = {"kubernetes.io/config.mirror": "x"}
     await world.apply(body)
     await world.tick(3600)
     assert bool(world.gateway.evictions) is evicted
@@ -585,10 +674,6 @@ async def test_only_enforce_mode_and_enforce_action_evict(mode: str, action: str
 @pytest.mark.parametrize(
     "tweak",
     [
-        pytest.param(
-            lambda b: b["metadata"].update(annotations={"kubernetes.io/config.mirror": "x"}),
-            id="mirror",
-        ),
         pytest.param(
             lambda b: b["metadata"].update(namespace="kube-guardrails-system"),
             id="operator-namespace",

@@ -14,6 +14,7 @@ import datetime
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kube_guardrails.k8s import client as k8s_client
 from kube_guardrails.services import enforcement
 
 T0 = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.UTC)
@@ -53,10 +54,17 @@ class FakeGateway:
         # (namespace, name) -> uid of the DaemonSets that exist; lookups made.
         self.daemonsets: dict[tuple[str, str], str] = {}
         self.daemonset_lookups = 0
+        # name -> uid of the Nodes that exist (mirror-Pod claims are checked against them).
+        self.nodes: dict[str, str] = {}
+        self.node_lookups = 0
         # Stamps posted Events (set it to the service's clock); LISTs of Events made.
         self.clock: Callable[[], datetime.datetime] = lambda: T0
         self.event_lists: list[str] = []
         self.fail_event_lists = 0
+        # The API server's cap on the total size of an object's annotations (256 KiB):
+        # a patch past it is refused with 422 Invalid, as the real one does.
+        self.annotation_limit = 256 * 1024
+        self.refused_patches = 0
 
     def put(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Store an object as the API server would hold it; returns the stored copy."""
@@ -79,6 +87,17 @@ class FakeGateway:
         obj = self.objects.get((ref.kind, ref.namespace, ref.name))
         if obj is None:
             return None
+        after = {**(obj["metadata"].get("annotations") or {}), **annotations}
+        if sum(len(k) + len(v) for k, v in after.items() if v is not None) > self.annotation_limit:
+            self.patches.pop()  # not written
+            self.refused_patches += 1
+            raise k8s_client.ApiError(
+                status=422,
+                reason="Invalid",
+                message="metadata.annotations: Too long: may not be more than 262144 bytes",
+                method="PATCH",
+                path=f"/api/v1/namespaces/{ref.namespace}/pods/{ref.name}",
+            )
         current = obj["metadata"].setdefault("annotations", {})
         for k, v in annotations.items():
             if v is None:
@@ -131,6 +150,10 @@ class FakeGateway:
     async def daemonset_uid(self, *, namespace: str, name: str) -> str | None:
         self.daemonset_lookups += 1
         return self.daemonsets.get((namespace, name))
+
+    async def node_uid(self, *, name: str) -> str | None:
+        self.node_lookups += 1
+        return self.nodes.get(name)
 
     def reasons(self) -> list[str]:
         return [e.reason for e in self.events]

@@ -43,7 +43,8 @@ from typing import Any
 
 import kubernetes.client
 
-from kube_guardrails import logs, planning
+from kube_guardrails import logs, planning, violations
+from kube_guardrails.checks import pss
 from kube_guardrails.k8s import client
 
 log = logs.get(__name__)
@@ -63,8 +64,30 @@ WATCH_READ_TIMEOUT = WATCH_TIMEOUT_SECONDS + 30.0
 BACKOFF_START = 0.5
 BACKOFF_MAX = 30.0
 
-# Annotations that never matter to a check and can be large.
-DROPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
+# The only annotations anything reads from a cached object: ours, the kubelet's mirror-Pod
+# marker and the legacy AppArmor ones (a check reads them). Every other annotation is
+# dropped: the workload owner may write up to 256 KiB of them on every Pod, Deployment...
+# (a few thousand such objects, a namespace user's Deployments with zero replicas,
+# would otherwise fill the operator's memory limit).
+KEPT_ANNOTATIONS = frozenset(
+    {violations.ANNOTATION_VIOLATIONS, violations.ANNOTATION_SINCE, violations.MIRROR_ANNOTATION}
+)
+KEPT_ANNOTATION_PREFIXES = (pss.APPARMOR_ANNOTATION_PREFIX,)
+# A kept value is cut to this length: longer than any value the operator writes (so a
+# longer one still reads as not ours, and is rewritten) and than any the checks compare
+# with (an AppArmor value keeps its verdict).
+MAX_KEPT_ANNOTATION = violations.MAX_ANNOTATION + 1
+
+
+def _annotations(annotations: Any) -> Body | None:
+    if not isinstance(annotations, Mapping):
+        return None
+    kept = {
+        k: v[:MAX_KEPT_ANNOTATION] if isinstance(v, str) else v
+        for k, v in annotations.items()
+        if k in KEPT_ANNOTATIONS or k.startswith(KEPT_ANNOTATION_PREFIXES)
+    }
+    return kept or None
 
 
 def _metadata(meta: Mapping[str, Any]) -> Body:
@@ -78,11 +101,9 @@ def _metadata(meta: Mapping[str, Any]) -> Body:
     labels = meta.get("labels")
     if labels:
         out["labels"] = _shared(labels)
-    annotations = meta.get("annotations")
+    annotations = _annotations(meta.get("annotations"))
     if annotations:
-        kept = {k: v for k, v in annotations.items() if k not in DROPPED_ANNOTATIONS}
-        if kept:
-            out["annotations"] = kept
+        out["annotations"] = annotations
     owners = _owner_references(meta)
     if owners:
         out["ownerReferences"] = owners
@@ -282,11 +303,12 @@ def project_pod(obj: Mapping[str, Any]) -> Body:
 
 def _template(template: Mapping[str, Any]) -> Body:
     tmeta = template.get("metadata") or {}
-    return {
-        # labels select exemptions; annotations carry AppArmor/seccomp (legacy)
-        "metadata": {k: tmeta[k] for k in ("labels", "annotations") if k in tmeta},
-        "spec": project_pod_spec(template.get("spec") or {}),
-    }
+    # labels select exemptions; annotations carry AppArmor (legacy)
+    meta: Body = {"labels": tmeta["labels"]} if "labels" in tmeta else {}
+    annotations = _annotations(tmeta.get("annotations"))
+    if annotations:
+        meta["annotations"] = annotations
+    return {"metadata": meta, "spec": project_pod_spec(template.get("spec") or {})}
 
 
 def _reference_only(obj: Mapping[str, Any], *, kind: str, api_version: str) -> Body:

@@ -162,6 +162,20 @@ def daemonset_uid(
     return str(uid) if uid else None
 
 
+def node_uid(api_client: kubernetes.client.ApiClient, *, name: str) -> str | None:
+    """The uid of the Node ``name`` (one GET), or None if there is none.
+
+    The enforcer asks only when a Pod it is about to evict claims to be a mirror Pod:
+    its annotation and Node owner reference are written by whoever created the Pod.
+    """
+    found = client.get_or_none(
+        api_client,
+        client.object_path(api_version="v1", plural="nodes", namespace=None, name=name),
+    )
+    uid = ((found or {}).get("metadata") or {}).get("uid")
+    return str(uid) if uid else None
+
+
 class Gateway:
     """The async gateway the workload service and the enforcer are given."""
 
@@ -181,6 +195,9 @@ class Gateway:
 
     async def daemonset_uid(self, *, namespace: str, name: str) -> str | None:
         return await asyncio.to_thread(daemonset_uid, self._api, namespace=namespace, name=name)
+
+    async def node_uid(self, *, name: str) -> str | None:
+        return await asyncio.to_thread(node_uid, self._api, name=name)
 
     async def event_times(self, *, namespace: str, reason: str) -> dict[str, datetime.datetime]:
         return await asyncio.to_thread(

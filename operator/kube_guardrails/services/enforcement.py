@@ -25,8 +25,11 @@ at most one extra grace period, never less than one. At worst a dry-run Event is
 repeated once.
 
 Protected owners are verified, not believed: a Pod whose controller reference names an
-``apps/v1`` DaemonSet is spared only if that DaemonSet exists with that uid (one GET
-when the Pod is about to be evicted, remembered for :data:`OWNER_MEMORY`).
+``apps/v1`` DaemonSet is spared only if that DaemonSet exists with that uid, and a
+mirror Pod (annotation ``kubernetes.io/config.mirror`` plus a controller reference to a
+Node) only if that Node exists with that uid: a namespace user may create a Pod with
+the annotation, and with any owner reference. One GET when the Pod is about to be
+evicted, remembered for :data:`OWNER_MEMORY`.
 """
 
 from __future__ import annotations
@@ -111,6 +114,9 @@ class EvictionGateway(Protocol):
     async def daemonset_uid(self, *, namespace: str, name: str) -> str | None:
         """The uid of that DaemonSet, or None when it does not exist; raises on failure."""
 
+    async def node_uid(self, *, name: str) -> str | None:
+        """The uid of that Node, or None when it does not exist; raises on failure."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Subject:
@@ -161,8 +167,9 @@ class Enforcer:
         # Pod -> (its uid, policy -> when this process first saw it violate an
         # Enforce-action check of that policy).
         self._since: dict[Key, tuple[str, dict[str, datetime.datetime]]] = {}
-        # (namespace, name) -> (uid or None, when looked up): verified DaemonSets.
-        self._daemonsets: dict[tuple[str, str], tuple[str | None, datetime.datetime]] = {}
+        # (kind, namespace, name) -> (uid or None, when looked up): verified DaemonSets
+        # and Nodes (namespace "").
+        self._owners: dict[tuple[str, str, str], tuple[str | None, datetime.datetime]] = {}
         self.evictions = 0
         self.refusals = 0
 
@@ -230,6 +237,7 @@ class Enforcer:
         now = self._clock()
         subject = cand.subject
         uid = str(subject.pod.get("metadata", {}).get("uid") or "")
+        node_verified = await self._verified_node(subject.pod, now)
         decisions = [
             violations.eviction_decision(
                 subject.pod,
@@ -239,6 +247,7 @@ class Enforcer:
                 now=now,
                 recent_evictions=self._window(pol.name, now),
                 operator_namespace=self._operator_namespace,
+                node_verified=node_verified,
             )
             for pol in subject.policies
             if (uid, pol.name) not in self._dry_run_reported
@@ -350,13 +359,7 @@ class Enforcer:
             return None
         name, uid = claimed
         namespace = str(pod.get("metadata", {}).get("namespace") or "")
-        held = self._daemonsets.get((namespace, name))
-        if held is None or now - held[1] >= OWNER_MEMORY:
-            found = await self._gateway.daemonset_uid(namespace=namespace, name=name)
-            held = self._daemonsets[namespace, name] = (found, now)
-            for key in [k for k, v in self._daemonsets.items() if now - v[1] >= OWNER_MEMORY]:
-                del self._daemonsets[key]
-        if held[0] == uid:
+        if await self._owner_uid("DaemonSet", namespace, name, now) == uid:
             return "DaemonSet Pod (its DaemonSet exists)"
         log.info(
             "daemonset-owner-not-verified",
@@ -365,6 +368,41 @@ class Enforcer:
             daemonset=name,
         )
         return None
+
+    async def _verified_node(self, pod: Mapping[str, Any], now: datetime.datetime) -> bool | None:
+        """Does the Node a mirror-Pod claim names exist with that uid? None: no claim.
+
+        A failed lookup raises, as for DaemonSets: neither evicts a real mirror Pod nor
+        spares a forged one.
+        """
+        claimed = violations.claimed_mirror(pod)
+        if claimed is None:
+            return None
+        name, uid = claimed
+        if await self._owner_uid("Node", "", name, now) == uid:
+            return True
+        log.info(
+            "mirror-pod-not-verified",
+            namespace=pod.get("metadata", {}).get("namespace"),
+            pod=pod.get("metadata", {}).get("name"),
+            node=name,
+        )
+        return False
+
+    async def _owner_uid(
+        self, kind: str, namespace: str, name: str, now: datetime.datetime
+    ) -> str | None:
+        """The uid of a DaemonSet or Node as last looked up (at most OWNER_MEMORY ago)."""
+        held = self._owners.get((kind, namespace, name))
+        if held is None or now - held[1] >= OWNER_MEMORY:
+            if kind == "Node":
+                found = await self._gateway.node_uid(name=name)
+            else:
+                found = await self._gateway.daemonset_uid(namespace=namespace, name=name)
+            held = self._owners[kind, namespace, name] = (found, now)
+            for key in [k for k, v in self._owners.items() if now - v[1] >= OWNER_MEMORY]:
+                del self._owners[key]
+        return held[0]
 
     def _window(self, policy: str, now: datetime.datetime) -> Sequence[datetime.datetime]:
         recent = [t for t in self._recent.get(policy, ()) if now - t < violations.RATE_WINDOW]

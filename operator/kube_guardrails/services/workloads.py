@@ -63,6 +63,7 @@ from kube_guardrails import (
     violations,
 )
 from kube_guardrails.checks import engine
+from kube_guardrails.k8s import client as k8s_client
 from kube_guardrails.model import policy as policy_model
 from kube_guardrails.services import enforcement
 from kube_guardrails.services import policies as policy_store
@@ -107,6 +108,8 @@ REVIEW_CONCURRENCY = 64
 # own watch stream, so a Pod's event can come first; the wait is a few milliseconds
 # normally and bounded when the owner never shows up (deleted meanwhile).
 OWNER_WAIT = datetime.timedelta(seconds=10)
+# How often an annotation write refused as invalid (no room left, 422) is tried again.
+REFUSED_RETRY = datetime.timedelta(minutes=10)
 # Pod -> ReplicaSet -> Deployment, Pod -> Job -> CronJob: two links at most.
 MAX_OWNER_DEPTH = 2
 # The first pass after this replica starts writing looks for the Event of every
@@ -218,6 +221,17 @@ class WorkloadService:
         # that may still have applied it, e.g. a timeout). Posted on a later review
         # that finds that annotation, so an outage never loses a violation's Event.
         self._owed_events: dict[Key, str] = {}
+        # Annotation writes the API server refused as invalid (422: a workload owner can
+        # fill the 256 KiB of annotations so that ours cannot fit): (uid, fingerprint) and
+        # when. Tried again only every REFUSED_RETRY (the cache keeps none of the other
+        # annotations, so it cannot tell when room is made); the violation's Event is
+        # posted once, without the annotation.
+        self._refused: dict[Key, tuple[str, str | None, datetime.datetime]] = {}
+        # Objects that arrived after the first pass already carrying our violations
+        # annotation: not written by the operator (it writes only after it has seen an
+        # object), so by the workload owner, e.g. copied from the operator's text so that
+        # the set looks announced. Their Event is posted all the same.
+        self._copied: set[Key] = set()
         # First pass only: per namespace, the LIST of when our violation Events were
         # posted, by uid (a task: the reviews in that namespace share one request).
         self._announced: dict[str, asyncio.Task[Mapping[str, datetime.datetime]]] = {}
@@ -246,6 +260,7 @@ class WorkloadService:
         self._pending_sources = set(wait_for)
         self._synced = not self._pending_sources
         self._first_pass = False  # the first full review after sync is still running
+        self._first_pass_done = False  # objects arriving later are new to the cluster
         self._concurrency = max(1, review_concurrency)
         self._wake: asyncio.Event | None = None
         self.writes = 0  # annotation patches done (probe, benchmark, tests)
@@ -258,6 +273,7 @@ class WorkloadService:
         if body.get("kind") not in KINDS:
             return
         key = key_of(body)
+        self._arrived(key, self._objects.get(key), body)
         self._objects[key] = body
         self._owner_arrived(key)
         await self._review(key)
@@ -293,6 +309,7 @@ class WorkloadService:
             self._flush_status()
             return
         old = self._objects.get(key)
+        self._arrived(key, old, body)
         self._objects[key] = body
         self._owner_arrived(key)
         if old is not None and same_content(old, body):
@@ -302,6 +319,14 @@ class WorkloadService:
             return
         self._dirty.add(key)
         self._poke()
+
+    def _arrived(self, key: Key, old: Mapping[str, Any] | None, body: Mapping[str, Any]) -> None:
+        """Note a new object that carries our violations annotation already (``_copied``)."""
+        if old is not None or not self._first_pass_done or key in self._written:
+            return
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        if violations.ANNOTATION_VIOLATIONS in annotations:
+            self._copied.add(key)
 
     def _owner_arrived(self, key: Key) -> None:
         """A controller is cached now: Pods that waited for it are reviewed again."""
@@ -371,6 +396,8 @@ class WorkloadService:
         self._dirty.discard(key)
         self._retry.pop(key, None)
         self._owed_events.pop(key, None)
+        self._refused.pop(key, None)
+        self._copied.discard(key)
         waiting = self._waiting_for_namespace.get(key[1])
         if waiting is not None:
             waiting.discard(key)
@@ -484,6 +511,7 @@ class WorkloadService:
         self._owner_items.clear()  # a per-pass memo: owners change between passes
         if self._first_pass:
             self._first_pass = False
+            self._first_pass_done = True
             self._announced.clear()
             log.info("workloads-reviewed", objects=len(self._objects), writes=self.writes)
         self._flush_status()
@@ -583,6 +611,8 @@ class WorkloadService:
         annotations = meta.get("annotations") or {}
         written = self._written.get(key)
         recorded = violations.annotation_fingerprint(annotations)
+        if items and key in self._copied:
+            recorded = None  # not ours (see _copied): as if absent, so written and announced
         # Output only: whether to write the since annotation, never when to evict (the
         # enforcer keeps its own clock; anyone may edit an annotation).
         since = violations.parse_since(annotations)
@@ -641,19 +671,32 @@ class WorkloadService:
                 }
                 if not changed:
                     values = {violations.ANNOTATION_SINCE: violations.format_time(now)}
-                if speaks:
-                    # Owed until posted: a failed patch may still have been applied.
-                    self._owed_events[key] = desired
-                elif changed:
-                    self._owed_events.pop(key, None)
-                patched = await self._patch(
-                    key, body, values, fingerprint=desired, since=since, now=now
-                )
-                if not patched:
-                    return
-                if speaks:
+                refused = self._refused.get(key)
+                known = refused is not None and refused[:2] == (uid, desired)
+                if known and refused is not None and now - refused[2] < REFUSED_RETRY:
+                    patched = False  # refused lately: its Event is posted already
+                else:
+                    if speaks:
+                        # Owed until posted: a failed patch may still have been applied.
+                        self._owed_events[key] = desired
+                    elif changed:
+                        self._owed_events.pop(key, None)
+                    patched = await self._patch(
+                        key, body, values, fingerprint=desired, since=since, now=now
+                    )
+                    if not patched and key in self._refused:
+                        # No room for the annotation on this object: the developer still
+                        # gets the Event (once per violation set).
+                        self._owed_events.pop(key, None)
+                        if speaks and changed and not known:
+                            await self._post_violation(key, body, verdict, items, matched, now)
+                    elif patched:
+                        self._refused.pop(key, None)
+                # Whether or not the annotation could be written, enforcement goes on
+                # (below): it never depends on a write the workload owner can make fail.
+                if patched and speaks and not known:
                     await self._post_violation(key, body, verdict, items, matched, now)
-                if changed:
+                if patched and changed:
                     log.info(
                         "workload-violations-changed",
                         kind=key[0],
@@ -766,12 +809,26 @@ class WorkloadService:
         try:
             patched = await self._gateway.patch_annotations(ref, annotations)
         except Exception as e:  # outage, 409 (uid changed), 5xx: look again later, no Event
+            if isinstance(e, k8s_client.ApiError) and e.status == 422:
+                # Invalid: the object's annotations leave no room for ours. Retrying
+                # cannot help until they change (the watch event brings the object back).
+                self._refused[key] = (ref.uid or "", fingerprint, now)
+                self._retry[key] = now + REFUSED_RETRY
+                log.warning(
+                    "annotation-write-refused",
+                    kind=key[0],
+                    namespace=key[1],
+                    name=key[2],
+                    error=str(e),
+                )
+                return False
             log.warning(
                 "annotation-write-failed", kind=key[0], namespace=key[1], name=key[2], error=str(e)
             )
             self._retry[key] = now + RETRY_AFTER
             return False
         self.writes += 1
+        self._copied.discard(key)
         if patched is None:  # deleted meanwhile: the DELETED event will clean up
             self._objects.pop(key, None)
             return False
