@@ -162,3 +162,42 @@ def test_equal_parts_of_containers_that_differ_are_one_copy() -> None:
     b = watch.project_pod(_pod("b", privileged=True))["spec"]["containers"][0]
     assert a is not b
     assert a["resources"] is b["resources"]
+
+
+def test_managed_objects_keep_all_but_managed_fields_and_the_last_applied_copy() -> None:
+    project = watch.managed_kind("LimitRange", "v1", "limitranges", "x").project
+    obj = {
+        "metadata": {
+            "name": "x",
+            "namespace": "n",
+            "labels": {"app.kubernetes.io/managed-by": "kube-guardrails"},
+            "ownerReferences": [{"kind": "GuardrailPolicy", "uid": "u"}],
+            "managedFields": [{"manager": "kubectl"}],
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{...}",
+                "note": "kept",
+            },
+        },
+        "spec": {"limits": [{"type": "Container"}]},
+    }
+    projected = project(obj)
+    assert projected["kind"] == "LimitRange" and projected["apiVersion"] == "v1"
+    assert projected["spec"] == obj["spec"]
+    assert projected["metadata"] == {
+        "name": "x",
+        "namespace": "n",
+        "labels": {"app.kubernetes.io/managed-by": "kube-guardrails"},
+        "ownerReferences": [{"kind": "GuardrailPolicy", "uid": "u"}],
+        "annotations": {"note": "kept"},
+    }
+    assert watch.NAMESPACE.project(
+        {
+            "metadata": {"name": "n", "uid": "u", "managedFields": [{}]},
+            "status": {"phase": "Terminating"},
+        }
+    ) == {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "n", "uid": "u", "resourceVersion": None},
+        "status": {"phase": "Terminating"},
+    }

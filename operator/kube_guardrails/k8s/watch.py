@@ -381,6 +381,9 @@ def project_namespace(obj: Mapping[str, Any]) -> Body:
     return out
 
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
 def project_managed(kind: str, api_version: str) -> Projector:
     """An object with one of our fixed names (NetworkPolicy, LimitRange, ResourceQuota):
     small, and compared field by field with what we want, so kept whole but for
@@ -390,7 +393,7 @@ def project_managed(kind: str, api_version: str) -> Projector:
         meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
         annotations = meta.get("annotations")
         if annotations:
-            kept = {k: v for k, v in annotations.items() if k not in DROPPED_ANNOTATIONS}
+            kept = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
             if kept:
                 meta["annotations"] = kept
             else:
