@@ -392,6 +392,58 @@ def _nan_quantity(d: pathlib.Path) -> Run:
     return Run([str(_write(d / "nan.yaml", text))])
 
 
+# --------------------------------------------------------------- second round (issue 10+)
+
+# A Pod with no finding under the default policy: a document that is checked passes, so
+# a privileged Pod hidden behind it is seen only if it is read.
+CLEAN_POD = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: clean, namespace: shop}
+spec:
+  containers:
+  - name: app
+    image: registry.example.com/app:1.0
+    resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {memory: 64Mi}}
+    livenessProbe: {httpGet: {path: /, port: 80}}
+    readinessProbe: {httpGet: {path: /, port: 80}}
+    securityContext: {readOnlyRootFilesystem: true}
+"""
+
+
+def _cr_line_ends(d: pathlib.Path) -> Run:
+    text = (CLEAN_POD + "---\n" + PRIVILEGED_POD).replace("\n", "\r")
+    return Run([str(_write(d / "cr.yaml", text))])
+
+
+def _cr_comment_first(d: pathlib.Path) -> Run:
+    _write(d / "in" / "a.yaml", CLEAN_POD)
+    _write(d / "in" / "b.yaml", ("# header\n" + PRIVILEGED_POD).replace("\n", "\r"))
+    return Run([str(d / "in")])
+
+
+def _unicode_separator(d: pathlib.Path) -> Run:
+    return Run([str(_write(d / "ls.yaml", CLEAN_POD + "\u2028---\u2028" + PRIVILEGED_POD))])
+
+
+def _binary_kind(d: pathlib.Path) -> Run:
+    text = PRIVILEGED_POD.replace("kind: Pod", "kind: !!binary UG9k")  # "Pod"
+    return Run([str(_write(d / "bk.yaml", text))])
+
+
+def _binary_key(d: pathlib.Path) -> Run:
+    text = PRIVILEGED_POD.replace(
+        "securityContext: {privileged: true}",
+        "securityContext:\n      ? !!binary cHJpdmlsZWdlZA==\n      : true",  # "privileged"
+    )
+    return Run([str(_write(d / "bkey.yaml", text))])
+
+
+def _timestamp_label(d: pathlib.Path) -> Run:
+    text = PRIVILEGED_POD.replace("namespace: shop}", "namespace: shop, labels: {day: 2026-11-29}}")
+    return Run([str(_write(d / "ts.yaml", text))])
+
+
 NO_TRACE = "Traceback"
 
 CASES: list[Case] = [
@@ -618,6 +670,48 @@ CASES: list[Case] = [
         _nan_quantity,
         1,
         stdout=("sets cpu request nan, which is not a Kubernetes quantity",),
+    ),
+    Case(
+        "cr-line-ends",
+        "CR-only line ends: a second document after '\\r---\\r' (was exit 0)",
+        _cr_line_ends,
+        1,
+        stdout=("Pod shop/priv", "privileged", "from 2 document(s)"),
+    ),
+    Case(
+        "cr-comment-first",
+        "CR-only file starting with a comment (was skipped as empty, exit 0)",
+        _cr_comment_first,
+        1,
+        stdout=("Pod shop/priv", "privileged", "from 2 document(s)"),
+    ),
+    Case(
+        "unicode-line-separator",
+        "documents separated by U+2028 lines (was exit 0)",
+        _unicode_separator,
+        1,
+        stdout=("Pod shop/priv", "privileged", "from 2 document(s)"),
+    ),
+    Case(
+        "binary-kind",
+        "kind: !!binary UG9k, a Pod to kubectl (was ignored, exit 0)",
+        _binary_kind,
+        1,
+        stdout=("Pod shop/priv", "privileged"),
+    ),
+    Case(
+        "binary-key",
+        "? !!binary cHJpdmlsZWdlZA== : true (was privileged unseen)",
+        _binary_key,
+        1,
+        stdout=("privileged: true",),
+    ),
+    Case(
+        "timestamp-label",
+        "label value 2026-11-29, a string to kubectl (was an input error)",
+        _timestamp_label,
+        1,
+        stdout=("privileged",),
     ),
 ]
 

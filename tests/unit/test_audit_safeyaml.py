@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import math
 import pathlib
 from typing import Any
@@ -31,7 +30,11 @@ def laughs(levels: int, width: int = 9) -> str:
             {"a": True, "b": 16, "c": None, "d": "1"},
             id="yaml-1.1-scalars",
         ),
-        pytest.param("t: 2020-01-02\n", {"t": datetime.date(2020, 1, 2)}, id="timestamp"),
+        # go-yaml v2 (kubectl) keeps timestamps as the strings they are written as.
+        pytest.param("t: 2020-01-02\n", {"t": "2020-01-02"}, id="timestamp-stays-a-string"),
+        # !!binary is the text it encodes, as kubectl sees it: keys and kinds included.
+        pytest.param("!!binary UG9k : !!binary UG9k\n", {"Pod": "Pod"}, id="binary-is-text"),
+        pytest.param("b: !!binary /w==\n", {"b": "\ufffd"}, id="binary-not-utf8"),
         pytest.param("x: &a {p: 1}\ny: *a\n", {"x": {"p": 1}, "y": {"p": 1}}, id="alias"),
         pytest.param(
             "b: &b {p: 1, q: 1}\nm:\n  <<: *b\n  q: 2\n",
@@ -82,6 +85,13 @@ def test_same_objects_as_safe_load(text: str, expected: Any) -> None:
         pytest.param("a: !!set {x}\n", "unsupported tag", id="set-tag"),
         pytest.param("a: !custom x\n", "could not determine a constructor", id="unknown-tag"),
         pytest.param("m: {<<: 1}\n", "merge key", id="merge-of-scalar"),
+        pytest.param(
+            "? !!binary cHJpdmlsZWdlZA==\n: true\nprivileged: false\n",
+            "duplicate key 'privileged'",
+            id="binary-key-duplicates-a-text-key",
+        ),
+        # The loader splits streams; a second document reaching here was not seen there.
+        pytest.param("a: 1\n---\nb: 2\n", "a second document", id="second-document"),
     ],
 )
 def test_refused(text: str, fragment: str) -> None:

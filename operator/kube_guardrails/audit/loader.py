@@ -9,6 +9,12 @@ parser, with bounds on aliasing, depth and duplicate keys). A malformed
 document becomes an :class:`InputError` naming file, document index and line, and the
 documents after it are still read.
 
+A line starts after any of YAML's line breaks, as libyaml (and go-yaml, which kustomize,
+Argo CD and Flux use) count them: LF, CRLF, a lone CR, NEL (U+0085) and the Unicode
+line and paragraph separators (U+2028, U+2029). Splitting at LF only would leave a
+second document behind a lone CR or a U+2028 inside the first chunk, where the parser
+reads the first document and nothing would ever look at the rest.
+
 Numbering, as shown to people: documents are numbered from 1 in the order they appear
 in their file, counting only documents with content (an empty document, such as the one
 before a leading ``---``, gets no number); lines are numbered from 1.
@@ -37,11 +43,16 @@ Loader = safeyaml.Loader
 # most 1.5 MB per object), far below what would exhaust a CI runner.
 DEFAULT_MAX_FILE_SIZE = 64 * 1024 * 1024
 
+# YAML's line breaks (libyaml: LF, CR, CRLF, NEL, LS, PS) and where a line starts.
+_BREAKS = "\n\r\x85\u2028\u2029"
+_BREAK = re.compile("\r\n|[" + _BREAKS + "]")
+_OTHER_BREAK = re.compile("[\r\x85\u2028\u2029]")
+_LINE_START = "(?:^|(?<=[" + _BREAKS + "]))"
 # A document marker: "---" (start) or "..." (end) at column 0, alone or followed by
 # blanks (content may follow "---" on the same line, e.g. "--- {kind: Pod}").
-_MARKER = re.compile(r"^(?:---|\.\.\.)(?=[ \t\r\n]|$)", re.MULTILINE)
+_MARKER = re.compile(_LINE_START + r"(?:---|\.\.\.)(?=[ \t" + _BREAKS + "]|\\Z)")
 # The first line that holds something other than blanks or a comment.
-_CONTENT = re.compile(r"^[ \t]*[^\s#]", re.MULTILINE)
+_CONTENT = re.compile(_LINE_START + "[ \t]*[^ \t#" + _BREAKS + "]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,10 +236,18 @@ def split(text: str) -> Iterator[tuple[int, str]]:
         if m.group(0) == "---" and _is_prologue(chunk):
             continue  # "%YAML 1.2" then "---": one document
         yield start_line, chunk
-        line += text.count("\n", counted_to, m.end())
+        line += _lines(text, counted_to, m.end())
         counted_to = m.end()
         start, start_line = m.end(), line
     yield start_line, text[start:]
+
+
+def _lines(text: str, start: int, end: int) -> int:
+    """How many line breaks (of any YAML kind, CRLF counting once) in text[start:end]."""
+    newlines = text.count("\n", start, end)
+    if _OTHER_BREAK.search(text, start, end) is None:
+        return newlines  # the common case: LF only
+    return sum(1 for _ in _BREAK.finditer(text, start, end))
 
 
 def _is_prologue(chunk: str) -> bool:
@@ -245,7 +264,7 @@ def parse(text: str, source: str) -> Iterator[Document | InputError]:
         if content is None:
             continue  # blank or comments only: not a document
         index += 1
-        line = chunk_line + chunk.count("\n", 0, content.start())
+        line = chunk_line + _lines(chunk, 0, content.start())
         try:
             obj = safeyaml.load(chunk)
         except yaml.YAMLError as e:

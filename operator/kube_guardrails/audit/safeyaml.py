@@ -18,9 +18,18 @@ error naming the line:
 - duplicate keys in a mapping (``kubectl apply`` refuses them too: "mapping key already
   defined").
 
-Scalars are resolved and constructed by PyYAML's safe loader, so ``yes``, ``0x10``,
-``.nan`` and timestamps mean what they mean to ``yaml.safe_load``. Merge keys (``<<``)
-are applied with the usual precedence (explicit keys win, earlier merges win).
+Scalars are resolved and constructed by PyYAML's safe loader, so ``yes``, ``0x10`` and
+``.nan`` mean what they mean to ``yaml.safe_load``, with two exceptions where that would
+differ from what the cluster gets (kubectl decodes YAML with go-yaml v2 through
+sigs.k8s.io/yaml): a timestamp (``2027-01-31``) stays the string it is written as, and
+``!!binary`` is the text it encodes (invalid UTF-8 as U+FFFD, as Go's JSON encoder
+writes it), so ``kind: !!binary UG9k`` is the Pod it is to kubectl, not bytes that no
+check looks at. Merge keys (``<<``) are applied with the usual precedence (explicit keys
+win, earlier merges win).
+
+The caller splits a stream into documents; a second document found here anyway (a
+marker the splitter did not see) is an error, never dropped: a document nobody checked
+must not pass.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_DEPTH = 200
 
 _STR = "tag:yaml.org,2002:str"
+_BINARY = "tag:yaml.org,2002:binary"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _MERGE = "tag:yaml.org,2002:merge"
 _MERGE_KEY = object()  # stands for "<<" while its value is read
 _SEQ_TAGS = (None, "!", "tag:yaml.org,2002:seq")
@@ -106,6 +117,7 @@ def _build(loader: Any) -> Any:
     sequence_start = yaml.SequenceStartEvent
     mapping_end = yaml.MappingEndEvent
     sequence_end = yaml.SequenceEndEvent
+    document_start = yaml.DocumentStartEvent
     document_end = yaml.DocumentEndEvent
     stream_end = yaml.StreamEndEvent
 
@@ -123,6 +135,11 @@ def _build(loader: Any) -> Any:
             elif tag == _MERGE and stack and stack[-1].merges is not None and not stack[-1].has_key:
                 value = None
                 is_merge_key = True
+            elif tag == _TIMESTAMP:
+                value = event.value  # go-yaml v2 keeps timestamps as strings
+            elif tag == _BINARY:
+                node = scalar_node(tag, event.value, event.start_mark, event.end_mark, event.style)
+                value = constructors[tag](loader, node).decode("utf-8", "replace")
             else:
                 node = scalar_node(tag, event.value, event.start_mark, event.end_mark, event.style)
                 construct = constructors.get(tag) or constructors[None]
@@ -188,10 +205,14 @@ def _build(loader: Any) -> Any:
             continue
         elif cls is stream_end:
             return result
-        else:  # stream and document start
+        elif cls is document_start and done:
+            raise UnsafeYAMLError(
+                "a second document starts here without a '---' line that kube-guardrails "
+                "can see (a line break other than LF or CRLF?); not checked",
+                line=event.start_mark.line,
+            )
+        else:  # stream and (first) document start
             continue
-        if done:
-            continue  # a second document: the caller splits streams, so never here
         if not stack:
             result = value
             continue
