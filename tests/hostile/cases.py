@@ -444,6 +444,35 @@ def _timestamp_label(d: pathlib.Path) -> Run:
     return Run([str(_write(d / "ts.yaml", text))])
 
 
+def _json_in_dir(d: pathlib.Path) -> Run:
+    _write(d / "in" / "clean.yaml", CLEAN_POD)
+    pod = (
+        '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "priv", "namespace": "shop"},'
+        ' "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1.0",'
+        ' "securityContext": {"privileged": true}}]}}'
+    )
+    _write(d / "in" / "evil.json", pod)  # kubectl apply -f in/ applies it
+    return Run([str(d / "in")])
+
+
+def _unlistable_dir(d: pathlib.Path) -> Run:
+    # A directory os.walk cannot list (here: its path is longer than PATH_MAX; chmod 000
+    # as a non-root user fails the same way) was skipped without a word.
+    _write(d / "in" / "clean.yaml", CLEAN_POD)
+    fd = os.open(d / "in", os.O_RDONLY)
+    for i in range(18):  # 18 x 242 characters > 4096
+        name = f"{i:02}" + "d" * 240
+        os.mkdir(name, dir_fd=fd)
+        inner = os.open(name, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    out = os.open("pod.yaml", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(out, PRIVILEGED_POD.encode())
+    os.close(out)
+    os.close(fd)
+    return Run([str(d / "in")])
+
+
 NO_TRACE = "Traceback"
 
 CASES: list[Case] = [
@@ -712,6 +741,20 @@ CASES: list[Case] = [
         _timestamp_label,
         1,
         stdout=("privileged",),
+    ),
+    Case(
+        "json-in-directory",
+        "a privileged Pod in a .json file kubectl apply -f DIR reads (was exit 0)",
+        _json_in_dir,
+        1,
+        stdout=("evil.json document 1", "privileged"),
+    ),
+    Case(
+        "unlistable-directory",
+        "a directory that cannot be listed (was skipped, exit 0)",
+        _unlistable_dir,
+        2,
+        stdout=("cannot read the directory",),
     ),
 ]
 

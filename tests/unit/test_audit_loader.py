@@ -152,11 +152,19 @@ def make_tree(root: pathlib.Path, files: dict[str, str]) -> None:
     ("files", "args", "expected", "missing"),
     [
         pytest.param(
-            {"b.yaml": "", "a.yml": "", "sub/c.yaml": "", "notes.txt": "", "x.json": ""},
+            {
+                "b.yaml": "",
+                "a.yml": "",
+                "sub/c.yaml": "",
+                "notes.txt": "",
+                "x.json": "",
+                "Y.YAML": "",
+            },
             ["."],
-            ["a.yml", "b.yaml", "sub/c.yaml"],
+            ["a.yml", "b.yaml", "x.json", "sub/c.yaml"],
             [],
-            id="directory-recursive-sorted-yaml-only",
+            # kubectl apply -f DIR reads .json too (case-sensitive suffixes, as kubectl).
+            id="directory-recursive-sorted-yaml-and-json",
         ),
         pytest.param(
             {"a.yaml": "", ".git/x.yaml": "", ".hidden/y.yaml": "", "d/.cache/z.yaml": ""},

@@ -45,7 +45,7 @@ DEFAULT_FAIL_ON = "low"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Check Kubernetes manifests against GuardrailPolicy checks, offline. Reads YAML "
-        "files, directories (recursively, *.yaml and *.yml) or - for stdin; checks Pods "
+        "files, directories (recursively, *.yaml, *.yml and *.json) or - for stdin; checks Pods "
         "and the pod templates of Deployments, StatefulSets, DaemonSets, ReplicaSets, "
         "Jobs and CronJobs. Exit status: 0 clean, 1 findings at or above --fail-on, "
         "2 usage or input error."

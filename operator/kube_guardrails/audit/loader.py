@@ -36,7 +36,9 @@ from kube_guardrails.audit import safeyaml
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
-SUFFIXES = (".yaml", ".yml")
+# What ``kubectl apply -f DIR`` reads (its FileExtensions): a Pod in a .json file next to
+# the YAML reaches the cluster as surely, so it is checked too (JSON is YAML).
+SUFFIXES = (".yaml", ".yml", ".json")
 
 Loader = safeyaml.Loader
 # Per file (and for stdin): far above any real manifest set (the API server stores at
@@ -86,8 +88,9 @@ class InputError:
 def expand(paths: Sequence[str]) -> tuple[list[str], list[InputError]]:
     """The files to read for the given paths, in a stable order, and the bad ones.
 
-    Directories are searched recursively for ``*.yaml`` and ``*.yml`` files, in sorted
-    order, skipping hidden directories (``.git``, ``.venv``, ...). Symbolic links to
+    Directories are searched recursively for ``*.yaml``, ``*.yml`` and ``*.json`` files
+    (kubectl's set), in sorted order, skipping hidden directories (``.git``, ``.venv``,
+    ...); a directory that cannot be listed is an error, not a silent gap. Symbolic links to
     directories are followed, each real directory once (a link loop ends there). Only
     regular files are read: a FIFO would block the run, a device (``/dev/zero``) never
     ends; such a path given by name is an error, one found in a directory is skipped.
@@ -119,7 +122,7 @@ def expand(paths: Sequence[str]) -> tuple[list[str], list[InputError]]:
             errors.append(InputError(source=display_name(path), message=message))
             continue
         if stat.S_ISDIR(mode):
-            for f in _walk(path):
+            for f in _walk(path, errors):
                 add(f)
         elif stat.S_ISREG(mode):
             add(path)
@@ -144,9 +147,20 @@ def _not_regular(mode: int) -> str:
     )
 
 
-def _walk(top: str) -> Iterator[str]:
+def _walk(top: str, errors: list[InputError]) -> Iterator[str]:
     visited: set[tuple[int, int]] = set()
-    for root, dirs, names in os.walk(top, followlinks=True):
+
+    def unreadable(e: OSError) -> None:
+        # os.walk skips what it cannot list; the workloads in there would pass unseen.
+        where = e.filename if isinstance(e.filename, str) else top
+        errors.append(
+            InputError(
+                source=display_name(where),
+                message=f"cannot read the directory: {e.strerror or e}",
+            )
+        )
+
+    for root, dirs, names in os.walk(top, followlinks=True, onerror=unreadable):
         try:
             st = os.stat(root)
         except OSError:
