@@ -473,6 +473,29 @@ def _unlistable_dir(d: pathlib.Path) -> Run:
     return Run([str(d / "in")])
 
 
+def _huge_max_file_size(d: pathlib.Path) -> Run:
+    return Run(["--max-file-size", "1E", str(_write(d / "pod.yaml", PRIVILEGED_POD))])
+
+
+def _huge_max_file_size_stdin(d: pathlib.Path) -> Run:
+    return Run(["--max-file-size", "8Gi", "-"], stdin=PRIVILEGED_POD.encode())
+
+
+def _policy_and_manifests_on_stdin(d: pathlib.Path) -> Run:
+    return Run(["--policy", "-", "-"], stdin=_policy("  mode: Audit\n").encode())
+
+
+def _policy_control_chars(d: pathlib.Path) -> Run:
+    policy = _policy(f'  "{_EVIL}": 1\n')
+    name = _write(d / "p\x1b[2J\rPASS.yaml", policy)
+    return Run(["--policy", str(name), str(_write(d / "pod.yaml", PRIVILEGED_POD))])
+
+
+def _output_is_input(d: pathlib.Path) -> Run:
+    pod = _write(d / "pod.yaml", PRIVILEGED_POD)
+    return Run(["--format", "json", "-o", str(pod), str(pod)])
+
+
 NO_TRACE = "Traceback"
 
 CASES: list[Case] = [
@@ -755,6 +778,41 @@ CASES: list[Case] = [
         _unlistable_dir,
         2,
         stdout=("cannot read the directory",),
+    ),
+    Case(
+        "max-file-size-1E",
+        "--max-file-size 1E on a small file (was 'out of memory', exit 2)",
+        _huge_max_file_size,
+        1,
+        stdout=("privileged",),
+    ),
+    Case(
+        "max-file-size-8Gi-stdin",
+        "--max-file-size 8Gi reading stdin (was 'out of memory', exit 2)",
+        _huge_max_file_size_stdin,
+        1,
+        stdout=("privileged",),
+    ),
+    Case(
+        "stdin-twice",
+        "--policy - and PATH - (was 'no YAML document')",
+        _policy_and_manifests_on_stdin,
+        2,
+        stderr=("standard input (-) can be read only once",),
+    ),
+    Case(
+        "policy-control-chars",
+        "ESC and CR in a policy file's name and field (were raw on stderr)",
+        _policy_control_chars,
+        2,
+        stderr=("bad --policy", "\\x1b[2J\\rPASS.yaml", "spec.\\x1b]52"),
+    ),
+    Case(
+        "output-is-input",
+        "-o naming the manifest audited (was overwritten with the report)",
+        _output_is_input,
+        2,
+        stderr=("would overwrite it",),
     ),
 ]
 

@@ -631,3 +631,36 @@ def test_no_worker_processes_falls_back_to_one_process(
     code, out, _ = run(tmp_path, monkeypatch, case, ["--format", "json", "--jobs", "2"])
     assert code == 1
     assert json.loads(out)["summary"]["byCheck"] == {"privileged": 260}
+
+
+@pytest.mark.parametrize(
+    ("output", "inputs"),
+    [
+        pytest.param("p.yaml", ["p.yaml"], id="the-manifest-given"),
+        pytest.param("k8s/p.yaml", ["k8s"], id="a-manifest-found-in-a-directory"),
+        pytest.param("link.yaml", ["k8s/p.yaml"], id="a-symlink-to-the-manifest"),
+        pytest.param("policy.yaml", ["--policy", "policy.yaml", "k8s/p.yaml"], id="the-policy"),
+    ],
+)
+def test_output_never_overwrites_an_input(
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+    output: str,
+    inputs: list[str],
+) -> None:
+    manifest = dump(pod(**PRIVILEGED))
+    policy = yaml.safe_dump(POLICY_RESTRICTED)
+    (tmp_path / "k8s").mkdir()
+    for name, text in {"p.yaml": manifest, "k8s/p.yaml": manifest, "policy.yaml": policy}.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "link.yaml").symlink_to(tmp_path / "k8s" / "p.yaml")
+    monkeypatch.chdir(tmp_path)
+    args = cli.build_parser().parse_args(["audit", *inputs, "--format", "json", "-o", output])
+    err = io.StringIO()
+    code = command.execute(
+        args, stdin=io.BytesIO(), stdout=io.StringIO(), stderr=err, progress_enabled=False
+    )
+    assert code == 2
+    assert "would overwrite it" in err.getvalue()
+    for name, text in {"p.yaml": manifest, "k8s/p.yaml": manifest, "policy.yaml": policy}.items():
+        assert (tmp_path / name).read_text() == text

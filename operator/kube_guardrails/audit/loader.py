@@ -189,35 +189,56 @@ def read(
     """The text of a file (``-``: standard input), or an error naming it.
 
     Never blocks on a FIFO and never reads more than ``max_file_size`` + 1 bytes: the
-    file is opened non-blocking and checked to be regular before anything is read.
+    file is opened non-blocking and checked to be regular before anything is read, a
+    regular file whose size is already above the limit is not read at all, and reads go
+    in pieces (one ``read(max_file_size + 1)`` would allocate the whole limit up front:
+    ``--max-file-size 1E`` ran out of memory on a 200-byte file).
     """
     name = display_name(path)
+    too_large = InputError(
+        source=name,
+        message=f"larger than {max_file_size} bytes, the per-file limit; not read "
+        "(raise it with --max-file-size)",
+    )
     try:
         if path == STDIN:
             stream = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
             if stream is None:
                 return None, InputError(source=name, message="standard input is closed")
-            data = stream.read(max_file_size + 1)
+            data = _read_at_most(stream, max_file_size + 1)
         else:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
             with os.fdopen(fd, "rb") as f:
-                mode = os.fstat(f.fileno()).st_mode
-                if not stat.S_ISREG(mode):
-                    return None, InputError(source=name, message=_not_regular(mode))
-                data = f.read(max_file_size + 1)
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    return None, InputError(source=name, message=_not_regular(st.st_mode))
+                if st.st_size > max_file_size:
+                    return None, too_large
+                # st_size is a hint (files in /proc say 0): the cap holds either way.
+                data = _read_at_most(f, max_file_size + 1)
     except (OSError, ValueError) as e:  # ValueError: a closed stream
         message = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         return None, InputError(source=name, message=f"cannot read: {message}")
     if len(data) > max_file_size:
-        return None, InputError(
-            source=name,
-            message=f"larger than {max_file_size} bytes, the per-file limit; not read "
-            "(raise it with --max-file-size)",
-        )
+        return None, too_large
     try:
         return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as e:
         return None, InputError(source=name, message=f"not UTF-8 text (byte {e.start})")
+
+
+_READ_PIECE = 1 << 20
+
+
+def _read_at_most(stream: IO[bytes], limit: int) -> bytearray:
+    """Up to ``limit`` bytes of ``stream`` (fewer at its end), read a piece at a time."""
+    data = bytearray()
+    while len(data) < limit:
+        piece = stream.read(min(_READ_PIECE, limit - len(data)))
+        if not piece:
+            break
+        data += piece
+    return data
 
 
 def display_name(path: str) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kube_guardrails import API_GROUP, KIND
-from kube_guardrails.audit import loader
+from kube_guardrails.audit import loader, report
 from kube_guardrails.checks import registry
 from kube_guardrails.model import policy as policy_model
 from kube_guardrails.model import schema
@@ -50,8 +50,12 @@ def load(paths: Sequence[str]) -> list[LoadedPolicy]:
             problems = schema.validate(obj)
             if problems:
                 # All of them at once: fixing a policy one error per run is tedious.
+                # One line each: a field name holding a line break stays on its line.
                 raise PolicyFileError(
-                    "\n".join(f"{where}: {e.field or '(root)'}: {e.message}" for e in problems)
+                    "\n".join(
+                        report.escape(f"{where}: {e.field or '(root)'}: {e.message}")
+                        for e in problems
+                    )
                 )
             try:
                 parsed = policy_model.parse(obj, known_checks=known)
