@@ -496,6 +496,17 @@ def _output_is_input(d: pathlib.Path) -> Run:
     return Run(["--format", "json", "-o", str(pod), str(pod)])
 
 
+def _many_bad_documents(d: pathlib.Path) -> Run:
+    # 20,000 refused documents: each was kept (and printed) as an error of its own; a
+    # 32 MB file of them took 783 MB. Now 100 per file and one line for the rest.
+    return Run([str(_write(d / "bad.yaml", "kind: Pod\n---\n" * 20_000 + PRIVILEGED_POD))])
+
+
+def _many_unique_kinds(d: pathlib.Path) -> Run:
+    text = "".join(f"kind: K{i}\n---\n" for i in range(20_000)) + PRIVILEGED_POD
+    return Run([str(_write(d / "kinds.yaml", text))])
+
+
 NO_TRACE = "Traceback"
 
 CASES: list[Case] = [
@@ -813,6 +824,20 @@ CASES: list[Case] = [
         _output_is_input,
         2,
         stderr=("would overwrite it",),
+    ),
+    Case(
+        "many-bad-documents",
+        "20,000 refused documents in one file (every error kept and printed)",
+        _many_bad_documents,
+        2,
+        stdout=("19900 more error(s) in this file, not listed", "101 input error(s)", "priv"),
+    ),
+    Case(
+        "many-unique-kinds",
+        "20,000 distinct kinds in one file (every kind kept, one huge line)",
+        _many_unique_kinds,
+        1,
+        stdout=("<other kinds> 19900", "privileged"),
     ),
 ]
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from kube_guardrails import cli
-from kube_guardrails.audit import command, defaults, progress
+from kube_guardrails.audit import command, core, defaults, loader, progress, runner
 
 NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.UTC)
 
@@ -664,3 +664,40 @@ def test_output_never_overwrites_an_input(
     assert "would overwrite it" in err.getvalue()
     for name, text in {"p.yaml": manifest, "k8s/p.yaml": manifest, "policy.yaml": policy}.items():
         assert (tmp_path / name).read_text() == text
+
+
+@pytest.mark.parametrize(
+    ("documents", "kept", "note"),
+    [
+        pytest.param(5, 5, None, id="few-errors-all-listed"),
+        pytest.param(100, 100, None, id="at-the-cap"),
+        pytest.param(101, 101, "1 more error(s) in this file", id="one-over"),
+        pytest.param(5000, 101, "4900 more error(s) in this file", id="many"),
+    ],
+)
+def test_errors_per_file_are_capped(
+    tmp_path: pathlib.Path, documents: int, kept: int, note: str | None
+) -> None:
+    (tmp_path / "bad.yaml").write_text("kind: Pod\n---\n" * documents)
+    (tmp_path / "also-bad.yaml").write_text("kind: Pod\n")
+    args = cli.build_parser().parse_args(["audit", "bad.yaml", "also-bad.yaml", "-j", "1"])
+    job = runner.Job(policies=(defaults.policy(),), now=NOW, include_excluded=False)
+    result = runner.audit_files([str(tmp_path / f) for f in args.paths], job=job, jobs=1)
+    bad = [e for e in result.errors if e.source.endswith("/bad.yaml")]
+    assert len(bad) == kept
+    assert result.documents == documents + 1
+    if note:
+        assert note in bad[-1].message
+    # The next file starts its own count: its error is listed.
+    assert [e.source.endswith("also-bad.yaml") for e in result.errors].count(True) == 1
+
+
+def test_distinct_ignored_kinds_are_capped() -> None:
+    docs = [
+        loader.Document(source="k.yaml", index=i + 1, line=1, obj={"kind": f"K{i}"})
+        for i in range(core.MAX_IGNORED_KINDS + 50)
+    ]
+    result = core.audit_documents(docs, policies=[defaults.policy()], now=NOW)
+    assert len(result.ignored) == core.MAX_IGNORED_KINDS + 1
+    assert result.ignored[core.OTHER_KINDS] == 50
+    assert sum(result.ignored.values()) == len(docs)

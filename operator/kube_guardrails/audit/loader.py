@@ -268,7 +268,7 @@ def split(text: str) -> Iterator[tuple[int, str]]:
     line, counted_to = 1, 0
     for m in _MARKER.finditer(text):
         chunk = text[start : m.start()]
-        if m.group(0) == "---" and _is_prologue(chunk):
+        if m.group(0) == "---" and "%" in chunk and _is_prologue(chunk):
             continue  # "%YAML 1.2" then "---": one document
         yield start_line, chunk
         line += _lines(text, counted_to, m.end())
