@@ -507,6 +507,16 @@ def _many_unique_kinds(d: pathlib.Path) -> Run:
     return Run([str(_write(d / "kinds.yaml", text))])
 
 
+def _merge_after_explicit(d: pathlib.Path) -> Run:
+    # kubectl's YAML reader (go-yaml v2) applies "<<" in order: privileged is true in the
+    # cluster; the spec (and PyYAML, kustomize) keep the explicit false.
+    text = PRIVILEGED_POD.replace(
+        "securityContext: {privileged: true}",
+        "securityContext:\n      privileged: false\n      <<: {privileged: true}",
+    )
+    return Run([str(_write(d / "merge.yaml", text))])
+
+
 NO_TRACE = "Traceback"
 
 CASES: list[Case] = [
@@ -824,6 +834,13 @@ CASES: list[Case] = [
         _output_is_input,
         2,
         stderr=("would overwrite it",),
+    ),
+    Case(
+        "merge-overrides-explicit",
+        "privileged: false then <<: {privileged: true} (true to kubectl; was exit 0)",
+        _merge_after_explicit,
+        2,
+        stdout=("merge.yaml document 1", "YAML readers disagree"),
     ),
     Case(
         "many-bad-documents",

@@ -46,6 +46,11 @@ def laughs(levels: int, width: int = 9) -> str:
             {"a": {"p": 1}, "b": {"p": 2, "r": 3}, "m": {"p": 1, "r": 3}},
             id="merge-earlier-wins",
         ),
+        pytest.param(
+            "b: &b {p: true, q: 1}\nm:\n  p: true\n  <<: *b\n",
+            {"b": {"p": True, "q": 1}, "m": {"p": True, "q": 1}},
+            id="merge-after-explicit-key-with-the-same-value",
+        ),
         pytest.param("s: !!str 12\n", {"s": "12"}, id="explicit-tag"),
         pytest.param("", None, id="empty"),
         pytest.param(laughs(3), yaml.safe_load(laughs(3)), id="small-aliasing-allowed"),
@@ -89,6 +94,18 @@ def test_same_objects_as_safe_load(text: str, expected: Any) -> None:
             "? !!binary cHJpdmlsZWdlZA==\n: true\nprivileged: false\n",
             "duplicate key 'privileged'",
             id="binary-key-duplicates-a-text-key",
+        ),
+        # kubectl (go-yaml v2) lets a later "<<" overwrite an earlier explicit key or
+        # merge; kustomize (v3) and the spec keep the explicit one: refused, not guessed.
+        pytest.param(
+            "b: &b {p: true}\nm:\n  p: false\n  <<: *b\n",
+            "YAML readers disagree",
+            id="explicit-key-then-conflicting-merge",
+        ),
+        pytest.param(
+            "a: &a {p: 1}\nb: &b {p: 2}\nm:\n  <<: *a\n  <<: *b\n",
+            "YAML readers disagree",
+            id="two-merge-keys-conflicting",
         ),
         # The loader splits streams; a second document reaching here was not seen there.
         pytest.param("a: 1\n---\nb: 2\n", "a second document", id="second-document"),

@@ -25,7 +25,8 @@ sigs.k8s.io/yaml): a timestamp (``2027-01-31``) stays the string it is written a
 ``!!binary`` is the text it encodes (invalid UTF-8 as U+FFFD, as Go's JSON encoder
 writes it), so ``kind: !!binary UG9k`` is the Pod it is to kubectl, not bytes that no
 check looks at. Merge keys (``<<``) are applied with the usual precedence (explicit keys
-win, earlier merges win).
+win, earlier merges win), and a mapping that go-yaml v2 (kubectl) would read otherwise
+is refused (see :func:`_apply_merges`).
 
 The caller splits a stream into documents; a second document found here anyway (a
 marker the splitter did not see) is an error, never dropped: a document nobody checked
@@ -83,7 +84,8 @@ class _Frame:
         self.size = 1
         self.key: Any = None
         self.has_key = False
-        self.merges: list[tuple[dict[Any, Any], int]] | None = None
+        # Per "<<" key, in order: its mappings and how many explicit keys came before it.
+        self.merges: list[tuple[list[dict[Any, Any]], int, int]] | None = None
 
 
 def load(text: str) -> Any:
@@ -251,17 +253,49 @@ def _build(loader: Any) -> Any:
                             "a merge key (<<) takes a mapping or a list of mappings",
                             line=event.start_mark.line,
                         )
-                    parent.merges.append((source, size))
+                parent.merges.append((sources, len(obj), event.start_mark.line))
             else:
                 obj[key] = value
             parent.key = None
 
 
-def _apply_merges(target: dict[Any, Any], merges: list[tuple[dict[Any, Any], int]]) -> None:
-    for source, _size in merges:
-        for k, v in source.items():
-            if k not in target:
-                target[k] = v
+def _apply_merges(
+    target: dict[Any, Any], merges: list[tuple[list[dict[Any, Any]], int, int]]
+) -> None:
+    """Merge keys as the YAML spec and go-yaml v3 (kustomize) apply them, refusing a
+    mapping whose result go-yaml v2 (kubectl) would see differently.
+
+    Spec and v3: explicit keys win, then earlier merges. v2 applies every entry in
+    order, each "<<" overwriting what came before it: ``privileged: false`` followed by
+    ``<<: {privileged: true}`` is false here and true in the cluster after ``kubectl
+    apply``. Such a mapping is refused rather than judged by either reading.
+    """
+    explicit = list(target.items())
+    for sources, _before, _line in merges:
+        for source in sources:
+            for k, v in source.items():
+                if k not in target:
+                    target[k] = v
+    # go-yaml v2's reading: explicit keys and merges in document order; within one "<<"
+    # list the earlier mapping wins (v2 applies the list backwards).
+    v2: dict[Any, Any] = {}
+    done = 0
+    for sources, before, _line in merges:
+        v2.update(explicit[done:before])
+        done = before
+        for source in reversed(sources):
+            v2.update(source)
+    v2.update(explicit[done:])
+    for k, v in v2.items():
+        ours = target[k]
+        if ours is not v and ours != v:
+            raise UnsafeYAMLError(
+                f"key {_short(k)} gets a different value from a merge key (<<) than it "
+                "is given in the mapping or by another merge, and YAML readers disagree "
+                "on which wins (kubectl's takes the later one, kustomize's the explicit "
+                "one): set it once",
+                line=merges[0][2],
+            )
 
 
 def _short(value: Any) -> str:
