@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from kube_guardrails import cli
-from kube_guardrails.audit import command, core, defaults, loader, progress, runner
+from kube_guardrails.audit import command, core, defaults, loader, policyfile, progress, runner
 
 NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.UTC)
 
@@ -701,3 +701,34 @@ def test_distinct_ignored_kinds_are_capped() -> None:
     assert len(result.ignored) == core.MAX_IGNORED_KINDS + 1
     assert result.ignored[core.OTHER_KINDS] == 50
     assert sum(result.ignored.values()) == len(docs)
+
+
+@pytest.mark.parametrize(
+    ("kind", "items", "names"),
+    [
+        pytest.param("List", ["a", "b"], ["a", "b"], id="kubectl-get-o-yaml-List"),
+        pytest.param("GuardrailPolicyList", ["a"], ["a"], id="GuardrailPolicyList"),
+    ],
+)
+def test_policy_file_may_be_a_list(
+    tmp_path: pathlib.Path, kind: str, items: list[str], names: list[str]
+) -> None:
+    policies = [dict(POLICY_RESTRICTED, metadata={"name": n}) for n in items]
+    doc = {"apiVersion": "kube-guardrails.io/v1alpha1", "kind": kind, "items": policies}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
+    loaded = policyfile.load([str(tmp_path / "p.yaml")])
+    assert [lp.policy.name for lp in loaded] == names
+
+
+def test_policy_list_item_errors_name_the_item(tmp_path: pathlib.Path) -> None:
+    doc = {"apiVersion": "v1", "kind": "List", "items": [POLICY_RESTRICTED, {"kind": "Pod"}]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(policyfile.PolicyFileError, match=r"document 1 items\[1\]: kind"):
+        policyfile.load([str(tmp_path / "p.yaml")])
+
+
+@pytest.mark.parametrize("items", ["items: null\n", ""], ids=["items-null", "no-items"])
+def test_an_empty_list_is_no_error(items: str) -> None:
+    docs = list(loader.parse(f"apiVersion: v1\nkind: List\n{items}", "l.yaml"))
+    result = core.audit_documents(docs, policies=[defaults.policy()], now=NOW)
+    assert (result.errors, result.documents) == ([], 1)

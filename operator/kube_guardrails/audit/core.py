@@ -195,8 +195,8 @@ class Auditor:
         """
         if isinstance(obj, Mapping) and _is_list_kind(obj.get("kind")):
             items = obj.get("items")
-            if items is None and "items" not in obj:
-                items = []  # an empty list serialised without items
+            if items is None:
+                items = []  # an empty list, without items or "items: null" (Go's nil slice)
             if not isinstance(items, list):
                 self.error(
                     loader.InputError(
