@@ -837,7 +837,7 @@ CASES: list[Case] = [
     ),
     Case(
         "merge-overrides-explicit",
-        "privileged: false then <<: {privileged: true} (true to kubectl; was exit 0)",
+        "privileged: false then <<: {privileged: true} (true to kubectl; was unseen)",
         _merge_after_explicit,
         2,
         stdout=("merge.yaml document 1", "YAML readers disagree"),
