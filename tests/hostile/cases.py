@@ -517,6 +517,12 @@ def _merge_after_explicit(d: pathlib.Path) -> Run:
     return Run([str(_write(d / "merge.yaml", text))])
 
 
+def _policy_name_control_chars(d: pathlib.Path) -> Run:
+    policy = _policy("  mode: Audit\n").replace("name: p}", f'name: "p{_EVIL}"}}')
+    pod = _write(d / "pod.yaml", PRIVILEGED_POD)
+    return Run(["--policy", str(_write(d / "p.yaml", policy)), str(pod)])
+
+
 NO_TRACE = "Traceback"
 
 CASES: list[Case] = [
@@ -841,6 +847,13 @@ CASES: list[Case] = [
         _merge_after_explicit,
         2,
         stdout=("merge.yaml document 1", "YAML readers disagree"),
+    ),
+    Case(
+        "policy-name-control-chars",
+        "a policy named 'p<ESC>]52...' (accepted; the API server refuses such a name)",
+        _policy_name_control_chars,
+        2,
+        stderr=("bad --policy", "metadata.name", "is not a valid name"),
     ),
     Case(
         "many-bad-documents",
