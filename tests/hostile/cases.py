@@ -392,6 +392,137 @@ def _nan_quantity(d: pathlib.Path) -> Run:
     return Run([str(_write(d / "nan.yaml", text))])
 
 
+# --------------------------------------------------------------- second round (issue 10+)
+
+# A Pod with no finding under the default policy: a document that is checked passes, so
+# a privileged Pod hidden behind it is seen only if it is read.
+CLEAN_POD = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: clean, namespace: shop}
+spec:
+  containers:
+  - name: app
+    image: registry.example.com/app:1.0
+    resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {memory: 64Mi}}
+    livenessProbe: {httpGet: {path: /, port: 80}}
+    readinessProbe: {httpGet: {path: /, port: 80}}
+    securityContext: {readOnlyRootFilesystem: true}
+"""
+
+
+def _cr_line_ends(d: pathlib.Path) -> Run:
+    text = (CLEAN_POD + "---\n" + PRIVILEGED_POD).replace("\n", "\r")
+    return Run([str(_write(d / "cr.yaml", text))])
+
+
+def _cr_comment_first(d: pathlib.Path) -> Run:
+    _write(d / "in" / "a.yaml", CLEAN_POD)
+    _write(d / "in" / "b.yaml", ("# header\n" + PRIVILEGED_POD).replace("\n", "\r"))
+    return Run([str(d / "in")])
+
+
+def _unicode_separator(d: pathlib.Path) -> Run:
+    return Run([str(_write(d / "ls.yaml", CLEAN_POD + "\u2028---\u2028" + PRIVILEGED_POD))])
+
+
+def _binary_kind(d: pathlib.Path) -> Run:
+    text = PRIVILEGED_POD.replace("kind: Pod", "kind: !!binary UG9k")  # "Pod"
+    return Run([str(_write(d / "bk.yaml", text))])
+
+
+def _binary_key(d: pathlib.Path) -> Run:
+    text = PRIVILEGED_POD.replace(
+        "securityContext: {privileged: true}",
+        "securityContext:\n      ? !!binary cHJpdmlsZWdlZA==\n      : true",  # "privileged"
+    )
+    return Run([str(_write(d / "bkey.yaml", text))])
+
+
+def _timestamp_label(d: pathlib.Path) -> Run:
+    text = PRIVILEGED_POD.replace("namespace: shop}", "namespace: shop, labels: {day: 2026-11-29}}")
+    return Run([str(_write(d / "ts.yaml", text))])
+
+
+def _json_in_dir(d: pathlib.Path) -> Run:
+    _write(d / "in" / "clean.yaml", CLEAN_POD)
+    pod = (
+        '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "priv", "namespace": "shop"},'
+        ' "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1.0",'
+        ' "securityContext": {"privileged": true}}]}}'
+    )
+    _write(d / "in" / "evil.json", pod)  # kubectl apply -f in/ applies it
+    return Run([str(d / "in")])
+
+
+def _unlistable_dir(d: pathlib.Path) -> Run:
+    # A directory os.walk cannot list (here: its path is longer than PATH_MAX; chmod 000
+    # as a non-root user fails the same way) was skipped without a word.
+    _write(d / "in" / "clean.yaml", CLEAN_POD)
+    fd = os.open(d / "in", os.O_RDONLY)
+    for i in range(18):  # 18 x 242 characters > 4096
+        name = f"{i:02}" + "d" * 240
+        os.mkdir(name, dir_fd=fd)
+        inner = os.open(name, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    out = os.open("pod.yaml", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(out, PRIVILEGED_POD.encode())
+    os.close(out)
+    os.close(fd)
+    return Run([str(d / "in")])
+
+
+def _huge_max_file_size(d: pathlib.Path) -> Run:
+    return Run(["--max-file-size", "1E", str(_write(d / "pod.yaml", PRIVILEGED_POD))])
+
+
+def _huge_max_file_size_stdin(d: pathlib.Path) -> Run:
+    return Run(["--max-file-size", "8Gi", "-"], stdin=PRIVILEGED_POD.encode())
+
+
+def _policy_and_manifests_on_stdin(d: pathlib.Path) -> Run:
+    return Run(["--policy", "-", "-"], stdin=_policy("  mode: Audit\n").encode())
+
+
+def _policy_control_chars(d: pathlib.Path) -> Run:
+    policy = _policy(f'  "{_EVIL}": 1\n')
+    name = _write(d / "p\x1b[2J\rPASS.yaml", policy)
+    return Run(["--policy", str(name), str(_write(d / "pod.yaml", PRIVILEGED_POD))])
+
+
+def _output_is_input(d: pathlib.Path) -> Run:
+    pod = _write(d / "pod.yaml", PRIVILEGED_POD)
+    return Run(["--format", "json", "-o", str(pod), str(pod)])
+
+
+def _many_bad_documents(d: pathlib.Path) -> Run:
+    # 20,000 refused documents: each was kept (and printed) as an error of its own; a
+    # 32 MB file of them took 783 MB. Now 100 per file and one line for the rest.
+    return Run([str(_write(d / "bad.yaml", "kind: Pod\n---\n" * 20_000 + PRIVILEGED_POD))])
+
+
+def _many_unique_kinds(d: pathlib.Path) -> Run:
+    text = "".join(f"kind: K{i}\n---\n" for i in range(20_000)) + PRIVILEGED_POD
+    return Run([str(_write(d / "kinds.yaml", text))])
+
+
+def _merge_after_explicit(d: pathlib.Path) -> Run:
+    # kubectl's YAML reader (go-yaml v2) applies "<<" in order: privileged is true in the
+    # cluster; the spec (and PyYAML, kustomize) keep the explicit false.
+    text = PRIVILEGED_POD.replace(
+        "securityContext: {privileged: true}",
+        "securityContext:\n      privileged: false\n      <<: {privileged: true}",
+    )
+    return Run([str(_write(d / "merge.yaml", text))])
+
+
+def _policy_name_control_chars(d: pathlib.Path) -> Run:
+    policy = _policy("  mode: Audit\n").replace("name: p}", f'name: "p{_EVIL}"}}')
+    pod = _write(d / "pod.yaml", PRIVILEGED_POD)
+    return Run(["--policy", str(_write(d / "p.yaml", policy)), str(pod)])
+
+
 NO_TRACE = "Traceback"
 
 CASES: list[Case] = [
@@ -618,6 +749,125 @@ CASES: list[Case] = [
         _nan_quantity,
         1,
         stdout=("sets cpu request nan, which is not a Kubernetes quantity",),
+    ),
+    Case(
+        "cr-line-ends",
+        "CR-only line ends: a second document after '\\r---\\r' (was exit 0)",
+        _cr_line_ends,
+        1,
+        stdout=("Pod shop/priv", "privileged", "from 2 document(s)"),
+    ),
+    Case(
+        "cr-comment-first",
+        "CR-only file starting with a comment (was skipped as empty, exit 0)",
+        _cr_comment_first,
+        1,
+        stdout=("Pod shop/priv", "privileged", "from 2 document(s)"),
+    ),
+    Case(
+        "unicode-line-separator",
+        "documents separated by U+2028 lines (was exit 0)",
+        _unicode_separator,
+        1,
+        stdout=("Pod shop/priv", "privileged", "from 2 document(s)"),
+    ),
+    Case(
+        "binary-kind",
+        "kind: !!binary UG9k, a Pod to kubectl (was ignored, exit 0)",
+        _binary_kind,
+        1,
+        stdout=("Pod shop/priv", "privileged"),
+    ),
+    Case(
+        "binary-key",
+        "? !!binary cHJpdmlsZWdlZA== : true (was privileged unseen)",
+        _binary_key,
+        1,
+        stdout=("privileged: true",),
+    ),
+    Case(
+        "timestamp-label",
+        "label value 2026-11-29, a string to kubectl (was an input error)",
+        _timestamp_label,
+        1,
+        stdout=("privileged",),
+    ),
+    Case(
+        "json-in-directory",
+        "a privileged Pod in a .json file kubectl apply -f DIR reads (was exit 0)",
+        _json_in_dir,
+        1,
+        stdout=("evil.json document 1", "privileged"),
+    ),
+    Case(
+        "unlistable-directory",
+        "a directory that cannot be listed (was skipped, exit 0)",
+        _unlistable_dir,
+        2,
+        stdout=("cannot read the directory",),
+    ),
+    Case(
+        "max-file-size-1E",
+        "--max-file-size 1E on a small file (was 'out of memory', exit 2)",
+        _huge_max_file_size,
+        1,
+        stdout=("privileged",),
+    ),
+    Case(
+        "max-file-size-8Gi-stdin",
+        "--max-file-size 8Gi reading stdin (was 'out of memory', exit 2)",
+        _huge_max_file_size_stdin,
+        1,
+        stdout=("privileged",),
+    ),
+    Case(
+        "stdin-twice",
+        "--policy - and PATH - (was 'no YAML document')",
+        _policy_and_manifests_on_stdin,
+        2,
+        stderr=("standard input (-) can be read only once",),
+    ),
+    Case(
+        "policy-control-chars",
+        "ESC and CR in a policy file's name and field (were raw on stderr)",
+        _policy_control_chars,
+        2,
+        stderr=("bad --policy", "\\x1b[2J\\rPASS.yaml", "spec.\\x1b]52"),
+    ),
+    Case(
+        "output-is-input",
+        "-o naming the manifest audited (was overwritten with the report)",
+        _output_is_input,
+        2,
+        stderr=("would overwrite it",),
+    ),
+    Case(
+        "merge-overrides-explicit",
+        "privileged: false then <<: {privileged: true} (true to kubectl; was unseen)",
+        _merge_after_explicit,
+        2,
+        stdout=("merge.yaml document 1", "YAML readers disagree"),
+    ),
+    Case(
+        "policy-name-control-chars",
+        "a policy named 'p<ESC>]52...' (accepted; the API server refuses such a name)",
+        _policy_name_control_chars,
+        2,
+        stderr=("bad --policy", "metadata.name", "is not a valid name"),
+    ),
+    Case(
+        "many-bad-documents",
+        "20,000 refused documents in one file (every error kept and printed)",
+        _many_bad_documents,
+        2,
+        stdout=("19900 more error(s) in this file, not listed", "101 input error(s)", "priv"),
+    ),
+    Case(
+        "many-unique-kinds",
+        "20,000 distinct kinds in one file (every kind kept, one huge line)",
+        _many_unique_kinds,
+        1,
+        stdout=("<other kinds> 19900", "privileged"),
     ),
 ]
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from kube_guardrails import cli
-from kube_guardrails.audit import command, defaults, progress
+from kube_guardrails.audit import command, core, defaults, loader, policyfile, progress, runner
 
 NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.UTC)
 
@@ -631,3 +631,104 @@ def test_no_worker_processes_falls_back_to_one_process(
     code, out, _ = run(tmp_path, monkeypatch, case, ["--format", "json", "--jobs", "2"])
     assert code == 1
     assert json.loads(out)["summary"]["byCheck"] == {"privileged": 260}
+
+
+@pytest.mark.parametrize(
+    ("output", "inputs"),
+    [
+        pytest.param("p.yaml", ["p.yaml"], id="the-manifest-given"),
+        pytest.param("k8s/p.yaml", ["k8s"], id="a-manifest-found-in-a-directory"),
+        pytest.param("link.yaml", ["k8s/p.yaml"], id="a-symlink-to-the-manifest"),
+        pytest.param("policy.yaml", ["--policy", "policy.yaml", "k8s/p.yaml"], id="the-policy"),
+    ],
+)
+def test_output_never_overwrites_an_input(
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+    output: str,
+    inputs: list[str],
+) -> None:
+    manifest = dump(pod(**PRIVILEGED))
+    policy = yaml.safe_dump(POLICY_RESTRICTED)
+    (tmp_path / "k8s").mkdir()
+    for name, text in {"p.yaml": manifest, "k8s/p.yaml": manifest, "policy.yaml": policy}.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "link.yaml").symlink_to(tmp_path / "k8s" / "p.yaml")
+    monkeypatch.chdir(tmp_path)
+    args = cli.build_parser().parse_args(["audit", *inputs, "--format", "json", "-o", output])
+    err = io.StringIO()
+    code = command.execute(
+        args, stdin=io.BytesIO(), stdout=io.StringIO(), stderr=err, progress_enabled=False
+    )
+    assert code == 2
+    assert "would overwrite it" in err.getvalue()
+    for name, text in {"p.yaml": manifest, "k8s/p.yaml": manifest, "policy.yaml": policy}.items():
+        assert (tmp_path / name).read_text() == text
+
+
+@pytest.mark.parametrize(
+    ("documents", "kept", "note"),
+    [
+        pytest.param(5, 5, None, id="few-errors-all-listed"),
+        pytest.param(100, 100, None, id="at-the-cap"),
+        pytest.param(101, 101, "1 more error(s) in this file", id="one-over"),
+        pytest.param(5000, 101, "4900 more error(s) in this file", id="many"),
+    ],
+)
+def test_errors_per_file_are_capped(
+    tmp_path: pathlib.Path, documents: int, kept: int, note: str | None
+) -> None:
+    (tmp_path / "bad.yaml").write_text("kind: Pod\n---\n" * documents)
+    (tmp_path / "also-bad.yaml").write_text("kind: Pod\n")
+    args = cli.build_parser().parse_args(["audit", "bad.yaml", "also-bad.yaml", "-j", "1"])
+    job = runner.Job(policies=(defaults.policy(),), now=NOW, include_excluded=False)
+    result = runner.audit_files([str(tmp_path / f) for f in args.paths], job=job, jobs=1)
+    bad = [e for e in result.errors if e.source.endswith("/bad.yaml")]
+    assert len(bad) == kept
+    assert result.documents == documents + 1
+    if note:
+        assert note in bad[-1].message
+    # The next file starts its own count: its error is listed.
+    assert [e.source.endswith("also-bad.yaml") for e in result.errors].count(True) == 1
+
+
+def test_distinct_ignored_kinds_are_capped() -> None:
+    docs = [
+        loader.Document(source="k.yaml", index=i + 1, line=1, obj={"kind": f"K{i}"})
+        for i in range(core.MAX_IGNORED_KINDS + 50)
+    ]
+    result = core.audit_documents(docs, policies=[defaults.policy()], now=NOW)
+    assert len(result.ignored) == core.MAX_IGNORED_KINDS + 1
+    assert result.ignored[core.OTHER_KINDS] == 50
+    assert sum(result.ignored.values()) == len(docs)
+
+
+@pytest.mark.parametrize(
+    ("kind", "items", "names"),
+    [
+        pytest.param("List", ["a", "b"], ["a", "b"], id="kubectl-get-o-yaml-List"),
+        pytest.param("GuardrailPolicyList", ["a"], ["a"], id="GuardrailPolicyList"),
+    ],
+)
+def test_policy_file_may_be_a_list(
+    tmp_path: pathlib.Path, kind: str, items: list[str], names: list[str]
+) -> None:
+    policies = [dict(POLICY_RESTRICTED, metadata={"name": n}) for n in items]
+    doc = {"apiVersion": "kube-guardrails.io/v1alpha1", "kind": kind, "items": policies}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
+    loaded = policyfile.load([str(tmp_path / "p.yaml")])
+    assert [lp.policy.name for lp in loaded] == names
+
+
+def test_policy_list_item_errors_name_the_item(tmp_path: pathlib.Path) -> None:
+    doc = {"apiVersion": "v1", "kind": "List", "items": [POLICY_RESTRICTED, {"kind": "Pod"}]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(policyfile.PolicyFileError, match=r"document 1 items\[1\]: kind"):
+        policyfile.load([str(tmp_path / "p.yaml")])
+
+
+@pytest.mark.parametrize("items", ["items: null\n", ""], ids=["items-null", "no-items"])
+def test_an_empty_list_is_no_error(items: str) -> None:
+    docs = list(loader.parse(f"apiVersion: v1\nkind: List\n{items}", "l.yaml"))
+    result = core.audit_documents(docs, policies=[defaults.policy()], now=NOW)
+    assert (result.errors, result.documents) == ([], 1)

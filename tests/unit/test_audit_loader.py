@@ -67,6 +67,23 @@ def parsed(text: str) -> list[tuple[Any, ...]]:
             id="indented-dashes-in-a-block-scalar",
         ),
         pytest.param("~\n---\nkind: A\n", [(1, 3, {"kind": "A"})], id="null-document-skipped"),
+        # Every YAML line break starts a line (libyaml, go-yaml and so kustomize agree):
+        # split at LF only, the second document would be left unread in the first chunk.
+        pytest.param(
+            "kind: A\r---\r\rkind: B\r",
+            [(1, 1, {"kind": "A"}), (2, 4, {"kind": "B"})],
+            id="cr-line-endings",
+        ),
+        pytest.param(
+            "# comment\rkind: A\r",
+            [(1, 2, {"kind": "A"})],
+            id="cr-comment-then-content-is-a-document",
+        ),
+        pytest.param(
+            "kind: A\u2028---\u2028kind: B\x85---\x85kind: C\u2029",
+            [(1, 1, {"kind": "A"}), (2, 3, {"kind": "B"}), (3, 5, {"kind": "C"})],
+            id="unicode-line-breaks",
+        ),
     ],
 )
 def test_documents_are_numbered_from_one_with_their_first_content_line(
@@ -135,11 +152,19 @@ def make_tree(root: pathlib.Path, files: dict[str, str]) -> None:
     ("files", "args", "expected", "missing"),
     [
         pytest.param(
-            {"b.yaml": "", "a.yml": "", "sub/c.yaml": "", "notes.txt": "", "x.json": ""},
+            {
+                "b.yaml": "",
+                "a.yml": "",
+                "sub/c.yaml": "",
+                "notes.txt": "",
+                "x.json": "",
+                "Y.YAML": "",
+            },
             ["."],
-            ["a.yml", "b.yaml", "sub/c.yaml"],
+            ["a.yml", "b.yaml", "x.json", "sub/c.yaml"],
             [],
-            id="directory-recursive-sorted-yaml-only",
+            # kubectl apply -f DIR reads .json too (case-sensitive suffixes, as kubectl).
+            id="directory-recursive-sorted-yaml-and-json",
         ),
         pytest.param(
             {"a.yaml": "", ".git/x.yaml": "", ".hidden/y.yaml": "", "d/.cache/z.yaml": ""},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import math
 import pathlib
 from typing import Any
@@ -31,7 +30,11 @@ def laughs(levels: int, width: int = 9) -> str:
             {"a": True, "b": 16, "c": None, "d": "1"},
             id="yaml-1.1-scalars",
         ),
-        pytest.param("t: 2020-01-02\n", {"t": datetime.date(2020, 1, 2)}, id="timestamp"),
+        # go-yaml v2 (kubectl) keeps timestamps as the strings they are written as.
+        pytest.param("t: 2020-01-02\n", {"t": "2020-01-02"}, id="timestamp-stays-a-string"),
+        # !!binary is the text it encodes, as kubectl sees it: keys and kinds included.
+        pytest.param("!!binary UG9k : !!binary UG9k\n", {"Pod": "Pod"}, id="binary-is-text"),
+        pytest.param("b: !!binary /w==\n", {"b": "\ufffd"}, id="binary-not-utf8"),
         pytest.param("x: &a {p: 1}\ny: *a\n", {"x": {"p": 1}, "y": {"p": 1}}, id="alias"),
         pytest.param(
             "b: &b {p: 1, q: 1}\nm:\n  <<: *b\n  q: 2\n",
@@ -42,6 +45,11 @@ def laughs(levels: int, width: int = 9) -> str:
             "a: &a {p: 1}\nb: &b {p: 2, r: 3}\nm: {<<: [*a, *b]}\n",
             {"a": {"p": 1}, "b": {"p": 2, "r": 3}, "m": {"p": 1, "r": 3}},
             id="merge-earlier-wins",
+        ),
+        pytest.param(
+            "b: &b {p: true, q: 1}\nm:\n  p: true\n  <<: *b\n",
+            {"b": {"p": True, "q": 1}, "m": {"p": True, "q": 1}},
+            id="merge-after-explicit-key-with-the-same-value",
         ),
         pytest.param("s: !!str 12\n", {"s": "12"}, id="explicit-tag"),
         pytest.param("", None, id="empty"),
@@ -82,6 +90,25 @@ def test_same_objects_as_safe_load(text: str, expected: Any) -> None:
         pytest.param("a: !!set {x}\n", "unsupported tag", id="set-tag"),
         pytest.param("a: !custom x\n", "could not determine a constructor", id="unknown-tag"),
         pytest.param("m: {<<: 1}\n", "merge key", id="merge-of-scalar"),
+        pytest.param(
+            "? !!binary cHJpdmlsZWdlZA==\n: true\nprivileged: false\n",
+            "duplicate key 'privileged'",
+            id="binary-key-duplicates-a-text-key",
+        ),
+        # kubectl (go-yaml v2) lets a later "<<" overwrite an earlier explicit key or
+        # merge; kustomize (v3) and the spec keep the explicit one: refused, not guessed.
+        pytest.param(
+            "b: &b {p: true}\nm:\n  p: false\n  <<: *b\n",
+            "YAML readers disagree",
+            id="explicit-key-then-conflicting-merge",
+        ),
+        pytest.param(
+            "a: &a {p: 1}\nb: &b {p: 2}\nm:\n  <<: *a\n  <<: *b\n",
+            "YAML readers disagree",
+            id="two-merge-keys-conflicting",
+        ),
+        # The loader splits streams; a second document reaching here was not seen there.
+        pytest.param("a: 1\n---\nb: 2\n", "a second document", id="second-document"),
     ],
 )
 def test_refused(text: str, fragment: str) -> None:

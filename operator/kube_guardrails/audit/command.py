@@ -45,7 +45,7 @@ DEFAULT_FAIL_ON = "low"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Check Kubernetes manifests against GuardrailPolicy checks, offline. Reads YAML "
-        "files, directories (recursively, *.yaml and *.yml) or - for stdin; checks Pods "
+        "files, directories (recursively, *.yaml, *.yml and *.json) or - for stdin; checks Pods "
         "and the pod templates of Deployments, StatefulSets, DaemonSets, ReplicaSets, "
         "Jobs and CronJobs. Exit status: 0 clean, 1 findings at or above --fail-on, "
         "2 usage or input error."
@@ -199,12 +199,27 @@ def execute(
     """The whole command with its streams passed in (the tests drive it this way)."""
 
     def fail(message: str) -> int:
-        stderr.write(f"kube-guardrails audit: error: {message}\n")
+        # Messages quote file names and policy fields, which anyone may write: escaped,
+        # line by line, so they cannot clear the terminal or overprint a fake "PASS".
+        text = "\n".join(report.escape(line) for line in message.split("\n"))
+        stderr.write(f"kube-guardrails audit: error: {text}\n")
         return EXIT_ERROR
 
     now = now or clock()
+    policy_paths: list[str] = args.policy or []
+    if [*policy_paths, *dict.fromkeys(args.paths)].count(loader.STDIN) > 1:
+        return fail(
+            "standard input (-) can be read only once: give it to one --policy or as a "
+            "PATH, not both"
+        )
+    clobbered = _inputs_named_by_output(args.output, [*policy_paths, *args.paths])
+    if clobbered:
+        return fail(
+            f"--output {args.output} is also an input ({clobbered}); the report would "
+            "overwrite it: write the report elsewhere"
+        )
     try:
-        loaded = load_policies(args.policy or [])
+        loaded = load_policies(policy_paths)
     except policyfile.PolicyFileError as e:
         return fail(f"bad --policy: {e}")
     policies = [p.policy for p in loaded]
@@ -213,6 +228,12 @@ def execute(
     infos = [report.policy_info(p, lp.source) for p, lp in zip(policies, loaded, strict=True)]
 
     files, missing = loader.expand(args.paths)
+    clobbered = _inputs_named_by_output(args.output, files)
+    if clobbered:
+        return fail(
+            f"--output {args.output} is one of the input files ({clobbered}); the report "
+            "would overwrite it: write the report elsewhere"
+        )
     bar = progress.Progress(stderr, total_files=len(files), enabled=progress_enabled)
     if args.jobs < 0:
         return fail(f"-j/--jobs must be 0 (one per CPU) or more, not {args.jobs}")
@@ -318,6 +339,30 @@ class WholeWrites:
                 raise OSError(errno.EIO, "the output accepted nothing")
             view = view[n:]
         return len(text)
+
+
+def _inputs_named_by_output(output: str | None, inputs: list[str]) -> str | None:
+    """The input (a file given, or found in a directory) that ``--output`` would replace.
+
+    The report is opened after every input was read, so the audit itself would be
+    right, but the manifest or policy would be gone, replaced by its own report.
+    """
+    if not output:
+        return None
+    try:
+        out = os.stat(output)
+    except OSError:
+        return None  # does not exist yet: it cannot be an input
+    for path in inputs:
+        if path == loader.STDIN:
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino):
+            return loader.display_name(path)
+    return None
 
 
 def _close_quietly(stream: TextIO) -> None:

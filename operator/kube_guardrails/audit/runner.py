@@ -85,6 +85,7 @@ def _sequential(
     for path in files:
         for item in loader.load(path, stdin=stdin, max_file_size=job.max_file_size):
             auditor.add(item)
+        auditor.end_file()
         auditor.result.files += 1
         if progress is not None:
             progress(auditor.result.files, auditor.result.documents)
@@ -102,6 +103,10 @@ def _auditor(job: Job) -> core.Auditor:
 def merge(into: core.AuditResult, part: core.AuditResult) -> None:
     into.objects.extend(part.objects)
     into.errors.extend(part.errors)
-    into.ignored.update(part.ignored)
+    for kind, n in part.ignored.items():  # the cap on distinct kinds holds across workers
+        if kind in into.ignored or len(into.ignored) < core.MAX_IGNORED_KINDS:
+            into.ignored[kind] += n
+        else:
+            into.ignored[core.OTHER_KINDS] += n
     into.documents += part.documents
     into.files += part.files

@@ -18,9 +18,19 @@ error naming the line:
 - duplicate keys in a mapping (``kubectl apply`` refuses them too: "mapping key already
   defined").
 
-Scalars are resolved and constructed by PyYAML's safe loader, so ``yes``, ``0x10``,
-``.nan`` and timestamps mean what they mean to ``yaml.safe_load``. Merge keys (``<<``)
-are applied with the usual precedence (explicit keys win, earlier merges win).
+Scalars are resolved and constructed by PyYAML's safe loader, so ``yes``, ``0x10`` and
+``.nan`` mean what they mean to ``yaml.safe_load``, with two exceptions where that would
+differ from what the cluster gets (kubectl decodes YAML with go-yaml v2 through
+sigs.k8s.io/yaml): a timestamp (``2027-01-31``) stays the string it is written as, and
+``!!binary`` is the text it encodes (invalid UTF-8 as U+FFFD, as Go's JSON encoder
+writes it), so ``kind: !!binary UG9k`` is the Pod it is to kubectl, not bytes that no
+check looks at. Merge keys (``<<``) are applied with the usual precedence (explicit keys
+win, earlier merges win), and a mapping that go-yaml v2 (kubectl) would read otherwise
+is refused (see :func:`_apply_merges`).
+
+The caller splits a stream into documents; a second document found here anyway (a
+marker the splitter did not see) is an error, never dropped: a document nobody checked
+must not pass.
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_DEPTH = 200
 
 _STR = "tag:yaml.org,2002:str"
+_BINARY = "tag:yaml.org,2002:binary"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _MERGE = "tag:yaml.org,2002:merge"
 _MERGE_KEY = object()  # stands for "<<" while its value is read
 _SEQ_TAGS = (None, "!", "tag:yaml.org,2002:seq")
@@ -72,7 +84,8 @@ class _Frame:
         self.size = 1
         self.key: Any = None
         self.has_key = False
-        self.merges: list[tuple[dict[Any, Any], int]] | None = None
+        # Per "<<" key, in order: its mappings and how many explicit keys came before it.
+        self.merges: list[tuple[list[dict[Any, Any]], int, int]] | None = None
 
 
 def load(text: str) -> Any:
@@ -106,6 +119,7 @@ def _build(loader: Any) -> Any:
     sequence_start = yaml.SequenceStartEvent
     mapping_end = yaml.MappingEndEvent
     sequence_end = yaml.SequenceEndEvent
+    document_start = yaml.DocumentStartEvent
     document_end = yaml.DocumentEndEvent
     stream_end = yaml.StreamEndEvent
 
@@ -123,6 +137,11 @@ def _build(loader: Any) -> Any:
             elif tag == _MERGE and stack and stack[-1].merges is not None and not stack[-1].has_key:
                 value = None
                 is_merge_key = True
+            elif tag == _TIMESTAMP:
+                value = event.value  # go-yaml v2 keeps timestamps as strings
+            elif tag == _BINARY:
+                node = scalar_node(tag, event.value, event.start_mark, event.end_mark, event.style)
+                value = constructors[tag](loader, node).decode("utf-8", "replace")
             else:
                 node = scalar_node(tag, event.value, event.start_mark, event.end_mark, event.style)
                 construct = constructors.get(tag) or constructors[None]
@@ -188,10 +207,14 @@ def _build(loader: Any) -> Any:
             continue
         elif cls is stream_end:
             return result
-        else:  # stream and document start
+        elif cls is document_start and done:
+            raise UnsafeYAMLError(
+                "a second document starts here without a '---' line that kube-guardrails "
+                "can see (a line break other than LF or CRLF?); not checked",
+                line=event.start_mark.line,
+            )
+        else:  # stream and (first) document start
             continue
-        if done:
-            continue  # a second document: the caller splits streams, so never here
         if not stack:
             result = value
             continue
@@ -230,17 +253,49 @@ def _build(loader: Any) -> Any:
                             "a merge key (<<) takes a mapping or a list of mappings",
                             line=event.start_mark.line,
                         )
-                    parent.merges.append((source, size))
+                parent.merges.append((sources, len(obj), event.start_mark.line))
             else:
                 obj[key] = value
             parent.key = None
 
 
-def _apply_merges(target: dict[Any, Any], merges: list[tuple[dict[Any, Any], int]]) -> None:
-    for source, _size in merges:
-        for k, v in source.items():
-            if k not in target:
-                target[k] = v
+def _apply_merges(
+    target: dict[Any, Any], merges: list[tuple[list[dict[Any, Any]], int, int]]
+) -> None:
+    """Merge keys as the YAML spec and go-yaml v3 (kustomize) apply them, refusing a
+    mapping whose result go-yaml v2 (kubectl) would see differently.
+
+    Spec and v3: explicit keys win, then earlier merges. v2 applies every entry in
+    order, each "<<" overwriting what came before it: ``privileged: false`` followed by
+    ``<<: {privileged: true}`` is false here and true in the cluster after ``kubectl
+    apply``. Such a mapping is refused rather than judged by either reading.
+    """
+    explicit = list(target.items())
+    for sources, _before, _line in merges:
+        for source in sources:
+            for k, v in source.items():
+                if k not in target:
+                    target[k] = v
+    # go-yaml v2's reading: explicit keys and merges in document order; within one "<<"
+    # list the earlier mapping wins (v2 applies the list backwards).
+    v2: dict[Any, Any] = {}
+    done = 0
+    for sources, before, _line in merges:
+        v2.update(explicit[done:before])
+        done = before
+        for source in reversed(sources):
+            v2.update(source)
+    v2.update(explicit[done:])
+    for k, v in v2.items():
+        ours = target[k]
+        if ours is not v and ours != v:
+            raise UnsafeYAMLError(
+                f"key {_short(k)} gets a different value from a merge key (<<) than it "
+                "is given in the mapping or by another merge, and YAML readers disagree "
+                "on which wins (kubectl's takes the later one, kustomize's the explicit "
+                "one): set it once",
+                line=merges[0][2],
+            )
 
 
 def _short(value: Any) -> str:
