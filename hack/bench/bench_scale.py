@@ -195,7 +195,10 @@ def grow(kube: kube_api.Kube, *, namespaces: int, workers: int, distinct: bool =
                 # The API server unloads a deleted policy's readiness gate from its
                 # admission cache a moment after the object is gone (clear_policies).
                 gated = e.status == 403 and "namespaceReady" in e.message
-                if gated and time.monotonic() < gated_until:
+                # A new namespace's default ServiceAccount comes from the controller
+                # manager a moment after the namespace.
+                no_sa = e.status == 403 and 'serviceaccount "default" not found' in e.message
+                if (gated or no_sa) and time.monotonic() < gated_until:
                     time.sleep(0.5)
                     continue
                 raise
