@@ -27,10 +27,8 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
 import pathlib
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -38,7 +36,6 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1] / "tests" / "e2e")]
 
 import bench_scale as scale  # noqa: E402
-import e2e_harness as harness  # noqa: E402
 import e2e_kube as kube_api  # noqa: E402
 
 LABEL_HARDENED = "kube-guardrails.io/hardened"
@@ -143,24 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.namespaces.split(",") if x]
 
-    context = kube_api.context_name(None)
-    refusal = harness.context_refusal(context, os.environ)
-    if refusal:
-        print(f"bench_namespaces: skipped: {refusal}")
+    ready = scale.set_up("bench_namespaces")
+    if ready is None:
         return 0
-    kube, reason = kube_api.probe_cluster(context)
-    if kube is None:
-        print(f"bench_namespaces: skipped: {reason}")
-        return 0
-    audit_log = pathlib.Path(os.environ.get("KUBE_TEST_DIR") or "/nonexistent") / "audit.log"
-    if not audit_log.exists():
-        print("bench_namespaces: skipped: needs the shared control plane's audit log")
-        return 0
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="bench-namespaces-"))
-    kubeconfig = scale.install(workdir)
-    audit = scale.AuditTail(audit_log)
+    kube, kubeconfig, audit, workdir = ready
     rows: list[dict[str, Any]] = []
-    print(f"bench_namespaces: {scale.machine()}; operator logs in {workdir}", flush=True)
     try:
         for count in sizes:
             row = measure(

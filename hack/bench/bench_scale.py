@@ -550,6 +550,35 @@ def report(rows: list[dict[str, Any]]) -> None:
     print(f"targets: {TARGETS}")
 
 
+def set_up(
+    name: str,
+) -> tuple[kube_api.Kube, pathlib.Path, AuditTail, pathlib.Path] | None:
+    """The cluster, the operator's kubeconfig, the audit log and a work directory; None
+    (after saying why) without a shared test control plane."""
+    try:
+        context = kube_api.context_name(None)
+    except Exception as e:  # no kube config at all (kubernetes' ConfigException)
+        print(f"{name}: skipped: no Kubernetes cluster configured ({e})")
+        return None
+    refusal = harness.context_refusal(context, os.environ)
+    if refusal:
+        print(f"{name}: skipped: {refusal}")
+        return None
+    kube, reason = kube_api.probe_cluster(context)
+    if kube is None:
+        print(f"{name}: skipped: {reason}")
+        return None
+    test_dir = os.environ.get("KUBE_TEST_DIR")
+    audit_log = pathlib.Path(test_dir or "/nonexistent") / "audit.log"
+    if not audit_log.exists():
+        print(f"{name}: skipped: needs the shared control plane's audit log ($KUBE_TEST_DIR)")
+        return None
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{name.replace('_', '-')}-"))
+    kubeconfig = install(workdir)
+    print(f"{name}: {machine()}; operator logs in {workdir}", flush=True)
+    return kube, kubeconfig, AuditTail(audit_log), workdir
+
+
 def main(argv: list[str] | None = None) -> int:
     global PODS_PER_NAMESPACE  # the population's shape, read by grow() and measure()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -579,25 +608,11 @@ def main(argv: list[str] | None = None) -> int:
     args.latency_at = {int(x) for x in args.latency_at.split(",") if x}
     sizes = [int(x) for x in args.pods.split(",")]
 
-    context = kube_api.context_name(None)
-    refusal = harness.context_refusal(context, os.environ)
-    if refusal:
-        print(f"bench_scale: skipped: {refusal}")
+    ready = set_up("bench_scale")
+    if ready is None:
         return 0
-    kube, reason = kube_api.probe_cluster(context)
-    if kube is None:
-        print(f"bench_scale: skipped: {reason}")
-        return 0
-    test_dir = os.environ.get("KUBE_TEST_DIR")
-    audit_log = pathlib.Path(test_dir or "/nonexistent") / "audit.log"
-    if not audit_log.exists():
-        print("bench_scale: skipped: needs the shared control plane's audit log ($KUBE_TEST_DIR)")
-        return 0
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="bench-scale-"))
-    kubeconfig = install(workdir)
-    audit = AuditTail(audit_log)
+    kube, kubeconfig, audit, workdir = ready
     rows: list[dict[str, Any]] = []
-    print(f"bench_scale: {machine()}; operator logs in {workdir}", flush=True)
     try:
         for size in sizes:
             row = measure(

@@ -369,18 +369,7 @@ def claimed_mirror(pod: Mapping[str, Any]) -> tuple[str, str] | None:
     meta = _mapping(pod.get("metadata"))
     if MIRROR_ANNOTATION not in _mapping(meta.get("annotations")):
         return None
-    owners = meta.get("ownerReferences")
-    for owner in owners if isinstance(owners, list) else []:
-        ref = _mapping(owner)
-        if (
-            ref.get("apiVersion") == "v1"
-            and ref.get("kind") == "Node"
-            and ref.get("controller") is True
-            and ref.get("name")
-            and ref.get("uid")
-        ):
-            return str(ref["name"]), str(ref["uid"])
-    return None
+    return _controller_reference(meta, api_version="v1", kind="Node")
 
 
 def claimed_daemonset(pod: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -391,12 +380,21 @@ def claimed_daemonset(pod: Mapping[str, Any]) -> tuple[str, str] | None:
     that DaemonSet exists with that uid is for the caller to check: the reference is
     written by whoever created the Pod.
     """
-    owners = _mapping(pod.get("metadata")).get("ownerReferences")
+    return _controller_reference(
+        _mapping(pod.get("metadata")), api_version="apps/v1", kind="DaemonSet"
+    )
+
+
+def _controller_reference(
+    meta: Mapping[str, Any], *, api_version: str, kind: str
+) -> tuple[str, str] | None:
+    """``(name, uid)`` of the controller reference of exactly that apiVersion and kind."""
+    owners = meta.get("ownerReferences")
     for owner in owners if isinstance(owners, list) else []:
         ref = _mapping(owner)
         if (
-            ref.get("apiVersion") == "apps/v1"
-            and ref.get("kind") == "DaemonSet"
+            ref.get("apiVersion") == api_version
+            and ref.get("kind") == kind
             and ref.get("controller") is True
             and ref.get("name")
             and ref.get("uid")
