@@ -870,7 +870,8 @@ def test_a_failed_background_post_asks_for_a_retry_and_posts_then() -> None:
     assert retried == ["team-a"] and world.gateway.events == []
     world.watch_sync()
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        service._executor = pool  # the same service, a fresh pool (the first one is shut)
+        # the same service, a fresh pool (the first one is shut)
+        service._executor = service._event_executor = pool
         service.reconcile("team-a")
         pool.shutdown(wait=True)
     assert world.gateway.events == HARDENED

@@ -84,9 +84,11 @@ log = logs.get(__name__)
 RECONCILE_WORKERS = 32
 # Admission objects are per policy (few): two workers are plenty.
 ADMISSION_WORKERS = 2
-# Parallel writes within a reconcile (one per managed kind) and Event posts: two per
-# reconcile worker in flight.
+# Parallel writes within a reconcile (one per managed kind): two per reconcile worker in
+# flight. Event posts have threads of their own (one per worker), so that in a burst
+# they never queue ahead of the next namespaces' creates.
 WRITE_THREADS = 2 * RECONCILE_WORKERS
+EVENT_THREADS = RECONCILE_WORKERS
 # Threads behind asyncio.to_thread (every API call of the workload side): the default,
 # min(32, cores + 4), would cap a burst of reviews at 6 requests in flight on 2 cores.
 API_THREADS = 64
@@ -129,6 +131,7 @@ class Runtime:
     hardening: hardening.HardeningService
     queue: workqueue.WorkQueue[str]
     executor: concurrent.futures.ThreadPoolExecutor
+    event_executor: concurrent.futures.ThreadPoolExecutor
     admission: admission.AdmissionService
     admission_queue: workqueue.WorkQueue[str]
     telemetry: metrics.Metrics = dataclasses.field(default_factory=metrics.Metrics)
@@ -350,6 +353,7 @@ class Runtime:
                     await loop.run_in_executor(closing, lambda: self.status.flush(force=True))
             # Let queued Event posts finish, then stop the threads.
             await loop.run_in_executor(closing, self.executor.shutdown)
+            await loop.run_in_executor(closing, self.event_executor.shutdown)
         if self.elector is not None:
             with contextlib.suppress(Exception):
                 await self.elector.release()
@@ -432,6 +436,9 @@ def build(config: guardrails_settings.Settings, *, workloads_enabled: bool) -> R
     executor = concurrent.futures.ThreadPoolExecutor(
         max_workers=WRITE_THREADS, thread_name_prefix="hardening-write"
     )
+    event_executor = concurrent.futures.ThreadPoolExecutor(
+        max_workers=EVENT_THREADS, thread_name_prefix="hardening-event"
+    )
     service = hardening.HardeningService(
         gateway=k8s_hardening.Gateway(api_client),
         inventory=inventory,
@@ -439,6 +446,7 @@ def build(config: guardrails_settings.Settings, *, workloads_enabled: bool) -> R
         status=batcher,
         operator_namespace=config.namespace,
         executor=executor,
+        event_executor=event_executor,
         telemetry=telemetry,
     )
 
@@ -483,6 +491,7 @@ def build(config: guardrails_settings.Settings, *, workloads_enabled: bool) -> R
         hardening=service,
         queue=queue,
         executor=executor,
+        event_executor=event_executor,
         admission=admission_service,
         admission_queue=admission_queue,
         telemetry=telemetry,

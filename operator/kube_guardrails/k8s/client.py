@@ -96,15 +96,16 @@ def make_configuration(*, context: str | None) -> kubernetes.client.Configuratio
     return cfg
 
 
-POOL_SIZE = 144
+POOL_SIZE = 180
 
 
 def make_api_client(*, context: str | None) -> kubernetes.client.ApiClient:
     """An ApiClient for the cluster: in-cluster if available, else kube config ``context``."""
     cfg = make_configuration(context=context)
     # A pooled connection for every thread that may hold one at once: the API threads of
-    # the reviews and reconciles (64), the hardening writers (64), one watch stream per
-    # listed kind (7), the status writer and the leader election. A smaller pool discards the extra
+    # the reviews and reconciles (64), the hardening writers (64) and Event posters (32),
+    # one watch stream per listed kind (11), the status writer and the leader election.
+    # A smaller pool discards the extra
     # connections after use ("Connection pool is full") and the next requests pay a new
     # TCP+TLS handshake each: measurable CPU on both sides in a burst of 10,000 reviews.
     cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, POOL_SIZE)

@@ -514,6 +514,7 @@ class HardeningService:
         status: status_service.StatusBatcher | None,
         operator_namespace: str,
         executor: concurrent.futures.Executor | None = None,
+        event_executor: concurrent.futures.Executor | None = None,
         wall_clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         telemetry: metrics.Metrics | None = None,
     ) -> None:
@@ -533,6 +534,9 @@ class HardeningService:
         self._posted_before: set[str] | None = None
         self._posted_lock = threading.Lock()
         self._executor = executor
+        # Event posts run in the background on their own threads when given: in a burst
+        # they must not queue ahead of the next namespaces' creates.
+        self._event_executor = event_executor or executor
         self._inventory = inventory
         self._policies = policies
         self._status = status
@@ -717,7 +721,7 @@ class HardeningService:
                 if self._owed.get(ns.name) == policy:
                     del self._owed[ns.name]
 
-        if self._executor is None:
+        if self._event_executor is None:
             post()
             posted()
             return
@@ -732,7 +736,7 @@ class HardeningService:
                 return
             posted()
 
-        self._executor.submit(in_background)
+        self._event_executor.submit(in_background)
 
     def _check_announced(
         self,
@@ -877,10 +881,10 @@ class HardeningService:
             message=hint,
             action="Harden",
         )
-        if self._executor is None:
+        if self._event_executor is None:
             post()
         else:
-            self._executor.submit(_logged, post)
+            self._event_executor.submit(_logged, post)
 
     def _mark_ready(
         self, ns: NamespaceInfo, hardened_by: policy_model.Policy | None, result: Result
@@ -973,10 +977,10 @@ class HardeningService:
             message=message,
             action=action,
         )
-        if self._executor is None:
+        if self._event_executor is None:
             post()
         else:  # the objects are in place; the Event need not hold up the next namespace
-            self._executor.submit(post)
+            self._event_executor.submit(post)
 
     def _forget(self, namespace: str) -> None:
         with self._lock:
