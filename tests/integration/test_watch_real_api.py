@@ -34,6 +34,7 @@ import kubernetes
 import pytest
 import real_api
 
+from kube_guardrails import builders
 from kube_guardrails.k8s import watch
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -391,7 +392,7 @@ async def test_a_field_selector_limits_list_and_watch_to_our_name(
     api.request("POST", f"/api/v1/namespaces/{ns}/limitranges", body=limit_range("theirs"))
     seen: list[tuple[str, str]] = []
     listed: list[str] = []
-    kind = watch.managed_kind("LimitRange", "v1", "limitranges", ours)
+    kind = watch.managed_kind(builders.Kind("v1", "LimitRange", "limitranges", ours))
     watcher = watch.Watcher(
         api_client=recording,
         kind=kind,

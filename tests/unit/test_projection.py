@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kube_guardrails import violations
+from kube_guardrails import builders, violations
 from kube_guardrails.checks import engine, registry
 from kube_guardrails.k8s import watch
 
@@ -165,7 +165,7 @@ def test_equal_parts_of_containers_that_differ_are_one_copy() -> None:
 
 
 def test_managed_objects_keep_all_but_managed_fields_and_the_last_applied_copy() -> None:
-    project = watch.managed_kind("LimitRange", "v1", "limitranges", "x").project
+    project = watch.managed_kind(builders.Kind("v1", "LimitRange", "limitranges", "x")).project
     obj = {
         "metadata": {
             "name": "x",

@@ -44,16 +44,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kube_guardrails import (
-    API_GROUP,
-    API_VERSION,
-    PLURAL,
-    __version__,
-    builders,
-    logs,
-    metrics,
-    violations,
-)
+from kube_guardrails import __version__, builders, logs, metrics, violations
 from kube_guardrails import settings as guardrails_settings
 from kube_guardrails.handlers import health
 from kube_guardrails.k8s import admission as k8s_admission
@@ -201,18 +192,15 @@ class Runtime:
         )
         hardening_kinds = [
             watch.NAMESPACE,
-            *(
-                watch.managed_kind(k.kind, k.api_version, k.plural, k.name)
-                for k in builders.MANAGED_KINDS
-            ),
+            *(watch.managed_kind(k) for k in builders.MANAGED_KINDS),
         ]
         self.watchers = [watcher(kind, feed.listed, feed.changed) for kind in hardening_kinds]
         if service is not None:
             self.watchers += [
                 watcher(kind, service.listed, service.changed) for kind in watch.KINDS
             ]
-        for started in self.watchers:
-            started.start()
+        for each in self.watchers:
+            each.start()
         # kopf tells us its policy index is complete with its first event handler call;
         # with no policy at all there is none, so that case is found by asking.
         self.tasks.append(asyncio.create_task(self._until_policies_known(), name="policies"))
@@ -291,18 +279,13 @@ class Runtime:
         """With no GuardrailPolicy at all, kopf runs no event handler: ask the server
         (one LIST of at most one item) until kopf reports or the list is empty. A policy
         created after that empty answer arrives through kopf like any change."""
-        path = k8s_client.object_path(
-            api_version=f"{API_GROUP}/{API_VERSION}", plural=PLURAL, namespace=None
-        )
         while not self.kopf_ready:
             try:
-                page = await asyncio.to_thread(
-                    k8s_client.request, self.api_client, "GET", path, query={"limit": "1"}
-                )
+                found = await asyncio.to_thread(k8s_policies.any_policy, self.api_client)
             except Exception as e:  # an outage: kopf or the next try will tell
                 log.warning("policies-probe-failed", error=repr(e)[:300])
             else:
-                if not page.get("items"):
+                if not found:
                     self.kopf_indexes_complete()
                     return
             await asyncio.sleep(POLICY_PROBE_SECONDS)

@@ -1,4 +1,5 @@
-"""GuardrailPolicy writes: the status subresource, nothing else.
+"""GuardrailPolicy writes: the status subresource, nothing else (and one read: is there
+any policy at all, for start-up).
 
 The operator never writes a policy's spec or metadata (it is the platform team's
 object); it only reports what it did in ``status`` through a JSON merge patch, which
@@ -14,6 +15,15 @@ import kubernetes.client
 
 from kube_guardrails import API_GROUP, API_VERSION, PLURAL
 from kube_guardrails.k8s import client
+
+
+def any_policy(api_client: kubernetes.client.ApiClient) -> bool:
+    """Is there at least one GuardrailPolicy? (One LIST of at most one item.)"""
+    path = client.object_path(
+        api_version=f"{API_GROUP}/{API_VERSION}", plural=PLURAL, namespace=None
+    )
+    page = client.request(api_client, "GET", path, query={"limit": "1"})
+    return bool(page.get("items"))
 
 
 def status_path(name: str) -> str:

@@ -43,7 +43,7 @@ from typing import Any
 
 import kubernetes.client
 
-from kube_guardrails import logs, planning, violations
+from kube_guardrails import builders, logs, planning, violations
 from kube_guardrails.checks import pss
 from kube_guardrails.k8s import client
 
@@ -442,14 +442,15 @@ KINDS: tuple[Kind, ...] = (
 NAMESPACE = Kind("Namespace", "v1", "namespaces", project_namespace)
 
 
-def managed_kind(kind: str, api_version: str, plural: str, name: str) -> Kind:
-    """The objects named ``name`` of a kind, in every namespace (hardening's view)."""
+def managed_kind(kind: builders.Kind) -> Kind:
+    """The objects with our name of a managed kind, in every namespace (hardening's
+    view; selected by name like ``reader.list_managed``)."""
     return Kind(
-        kind,
-        api_version,
-        plural,
-        project_managed(kind, api_version),
-        field_selector=f"metadata.name={name}",
+        kind.kind,
+        kind.api_version,
+        kind.plural,
+        project_managed(kind.kind, kind.api_version),
+        field_selector=f"metadata.name={kind.name}",
     )
 
 
